@@ -1,0 +1,91 @@
+// Studies: a YAML file expanded into cells, one per point of its matrix.
+#pragma once
+
+#include <attnbench/common.h>
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace attnbench {
+
+// A mistake in a study, with "file:line:column: path: what is wrong; what is valid" as its message.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct MeasureSettings {
+  int64_t warmup = 1;
+  int64_t min_runs = 5;
+  int64_t max_runs = 1000;
+  double min_time_ms = 200;
+  double unstable_cv = 0.10;  // coefficient of variation above which a row is flagged unstable
+};
+
+inline const std::vector<std::string>& all_modes() {
+  static const std::vector<std::string> modes{"full", "step", "prefix", "consistency", "rollout"};
+  return modes;
+}
+
+// One fully resolved point of a study.
+struct Cell {
+  size_t index = 0;  // 0-based position in the expanded list
+
+  std::string embedder;
+  Params embedder_params;
+  int64_t samples = 1;
+  int64_t seq_len = 256;
+
+  std::string label;   // the attention entry's name
+  std::string plugin;  // its plugin name or path
+  Params attention_params;
+
+  std::string device = "cpu";
+  bool amp = false;
+  std::string amp_dtype = "auto";  // auto: float16 on CUDA, bfloat16 on CPU
+  int64_t batch = 1;
+  int64_t threads = 1;
+  int64_t seed = 0;
+  std::vector<std::string> modes = all_modes();
+  int64_t seed_len = 16;
+  int64_t horizon = 32;
+  MeasureSettings measure;
+
+  std::map<std::string, std::string> axes;  // matrix axis -> value, for display
+  nlohmann::json resolved;                  // every parameter above, canonical
+  std::string hash;                         // of `resolved`; identifies the cell across runs
+
+  bool has_mode(const std::string& mode) const;
+};
+
+struct Study {
+  std::string file;
+  std::string name;
+  std::string description;
+  std::string results_path;
+  std::string save_outputs_dir;
+  std::vector<Cell> cells;
+};
+
+struct LoadOptions {
+  std::vector<std::string> overrides;  // "path=value", as given to --set
+  // Whether attention plugin `plugin` has parameter `key`; a matrix axis over attention.params.<key> applies
+  // only to layers that have it. Unset: every axis applies to every layer.
+  std::function<bool(const std::string& plugin, const std::string& key)> has_param;
+  // Validates a plugin's parameters and fills its defaults; throws (std::exception) naming what is wrong.
+  std::function<Params(attnbench_plugin_kind kind, const std::string& plugin, const Params& given)> complete_params;
+};
+
+Study load_study(const std::string& path, const LoadOptions& options = {});
+Study load_study_text(const std::string& text, const std::string& file_name, const LoadOptions& options = {});
+
+std::string hash_json(const nlohmann::json& value);  // 16 hex digits, stable across runs and machines
+nlohmann::json params_to_json(const Params& params);
+std::string param_value_text(const ParamValue& value);
+
+}  // namespace attnbench

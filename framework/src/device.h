@@ -1,0 +1,44 @@
+// Everything that differs between CPU and CUDA on the host side (timing, memory, device facts), behind
+// one interface; the CUDA half lives in device_cuda.cpp and is compiled only in CUDA builds.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace attnbench {
+
+// Marks points in a timed region; on CUDA as events on the current stream, synchronized once in
+// elapsed_ms(), so marking never stalls the device.
+class Timer {
+ public:
+  virtual ~Timer() = default;
+  virtual void mark() = 0;                       // the first mark starts the region
+  virtual std::vector<double> elapsed_ms() = 0;  // gaps between consecutive marks; clears the marks
+};
+
+std::unique_ptr<Timer> make_timer(c10::Device device);
+
+// Sets torch's intra-op threads and, when torch runs on OpenBLAS, OpenBLAS's own pool, which
+// at::set_num_threads leaves alone in Debian's build (1 thread would otherwise use every core).
+void set_threads(int threads);
+
+bool cuda_available();
+std::string cuda_unavailable_reason();  // why a cuda cell cannot run here
+void reset_peak_memory(c10::Device device);
+int64_t peak_rss_bytes();                      // since the last reset_peak_memory
+int64_t peak_device_bytes(c10::Device device);  // CUDA peak allocated; 0 on CPU
+void release_cached_memory(c10::Device device);  // after an out-of-memory error
+void synchronize(c10::Device device);
+
+// Facts for the results' context block: GPU name, driver and CUDA versions; empty on CPU builds.
+struct GpuFacts {
+  std::string name, driver, cuda_runtime;
+  int64_t memory_bytes = 0;
+};
+std::vector<GpuFacts> gpu_facts();
+
+}  // namespace attnbench

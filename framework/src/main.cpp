@@ -1,0 +1,115 @@
+// The `runner` executable: command-line parsing and top-level error reporting only.
+#include "config.h"
+#include "loader.h"
+#include "runner.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <iostream>
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: runner STUDY.yaml [options]
+       runner --list-plugins
+
+Runs every cell of a study and appends one JSON line per cell to the study's results file.
+
+options:
+  --set PATH=VALUE     override a study value, e.g. --set run.device=cuda --set matrix.run.threads=[1,2]
+  --dry-run            list the expanded cells and their count, run nothing
+  --force              rerun cells already present in the results file
+  --results FILE       write results to FILE instead of the study's output.results
+  --save-outputs DIR   save each cell's input, forward, step and prefix outputs as .safetensors
+  --list-plugins       list the plugins found (ATTNBENCH_PLUGIN_PATH, build and install trees)
+  -h, --help           this text
+
+exit status: 0 all cells ok or skipped, 1 some cell failed, 2 bad command line or study
+)";
+
+int list_plugins() {
+  auto plugins = attnbench::list_plugins();
+  if (plugins.empty()) {
+    std::cout << "no plugins found; searched:";
+    for (const auto& d : attnbench::plugin_search_dirs()) std::cout << " " << d;
+    std::cout << "\n";
+    return 0;
+  }
+  for (const auto& p : plugins) {
+    if (p.error.empty()) {
+      fmt::print("{:<12} {:<10} {:<10} {}\n", p.name, p.version, p.kind, p.path);
+    } else {
+      fmt::print("{:<12} {:<10} {:<10} {}\n    unusable: {}\n", p.name.empty() ? "?" : p.name, p.version, p.kind,
+                 p.path, p.error);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string study_path;
+  std::vector<std::string> overrides;
+  bool dry_run = false;
+  std::string results;
+  attnbench::RunOptions options;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << "runner: " << arg << " needs a value\n" << kUsage;
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      return 0;
+    } else if (arg == "--list-plugins") {
+      return list_plugins();
+    } else if (arg == "--set") {
+      overrides.push_back(value());
+    } else if (arg.rfind("--set=", 0) == 0) {
+      overrides.push_back(arg.substr(6));
+    } else if (arg == "--dry-run") {
+      dry_run = true;
+    } else if (arg == "--force") {
+      options.force = true;
+    } else if (arg == "--results") {
+      results = value();
+    } else if (arg == "--save-outputs") {
+      options.save_outputs_dir = value();
+    } else if (!arg.empty() && arg[0] == '-') {
+      std::cerr << "runner: unknown option '" << arg << "'\n" << kUsage;
+      return 2;
+    } else if (study_path.empty()) {
+      study_path = arg;
+    } else {
+      std::cerr << "runner: more than one study given ('" << study_path << "', '" << arg << "')\n";
+      return 2;
+    }
+  }
+  if (study_path.empty()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  try {
+    attnbench::Study study = attnbench::load_study(study_path, attnbench::plugin_aware_options(overrides));
+    if (!results.empty()) study.results_path = results;
+    if (dry_run) {
+      attnbench::print_cells(study, std::cout);
+      return 0;
+    }
+    return attnbench::run_study(study, options, std::cout);
+  } catch (const attnbench::ConfigError& e) {
+    std::cerr << "runner: " << e.what() << "\n";
+    return 2;
+  } catch (const attnbench::PluginError& e) {
+    std::cerr << "runner: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "runner: " << e.what() << "\n";
+    return 2;
+  }
+}

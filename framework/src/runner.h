@@ -1,0 +1,25 @@
+// Runs a study: every cell through the measurement protocols, one JSON line each, a table on stdout.
+#pragma once
+
+#include "config.h"
+
+#include <ostream>
+#include <string>
+
+namespace attnbench {
+
+struct RunOptions {
+  bool force = false;             // rerun cells already in the results file
+  std::string save_outputs_dir;   // write each cell's forward/step outputs as safetensors
+};
+
+// The LoadOptions that check plugin parameters against the plugins the loader finds.
+LoadOptions plugin_aware_options(std::vector<std::string> overrides);
+
+// Returns the process exit status: 0 when every cell is ok or skipped, 1 when any cell failed.
+int run_study(const Study& study, const RunOptions& options, std::ostream& out);
+
+// Human-readable list of a study's cells, as --dry-run prints it.
+void print_cells(const Study& study, std::ostream& out);
+
+}  // namespace attnbench

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs every Debian package attnbench needs, skipping what is already installed.
+# Used by the README's two commands and by CI; safe to run again.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache git pkg-config unzip python3 python3-pip
+  libtorch-dev libopenblas0-pthread
+  libyaml-cpp-dev libfmt-dev libeigen3-dev libboost-dev libspectra-dev
+  libgtest-dev nlohmann-json3-dev libbz2-dev
+)
+if [[ "${ATTNBENCH_WITH_PLOTS:-0}" == 1 ]]; then packages+=(python3-matplotlib); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo_cmd=()
+  if [[ $(id -u) != 0 ]]; then sudo_cmd=(sudo); fi
+  echo "setup: installing ${missing[*]}"
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
