@@ -32,23 +32,51 @@ std::string node_text(const YAML::Node& node) {
   return out.c_str();
 }
 
-// Reads typed values out of one YAML mapping, with errors that say where and what is valid.
+// A value that replaces what the file says at a dotted path: a matrix axis value (its own node, so its
+// mark points into the file) or a --set (origin names it, since its node was parsed from the argument).
+struct Override {
+  YAML::Node value;
+  std::string origin;
+};
+using Overrides = std::map<std::string, Override>;
+
+// Reads typed values out of one YAML mapping plus the overrides under its path, with errors that say
+// where and what is valid.
 class Section {
  public:
-  Section(const YAML::Node& node, std::string path, const std::string& file, std::vector<std::string> keys)
-      : node_(node), path_(std::move(path)), file_(file) {
-    if (!node_ || node_.IsNull()) return;
-    if (!node_.IsMap()) fail(node_, "must be a mapping");
-    for (const auto& kv : node_) {
-      std::string key = kv.first.Scalar();
-      if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
-        fail(kv.first, fmt::format("unknown key '{}'; valid keys: {}", key, join(keys)), key);
+  Section(const YAML::Node& node, std::string path, const std::string& file, std::vector<std::string> keys,
+          const Overrides* overrides = nullptr)
+      : node_(node), path_(std::move(path)), file_(file), overrides_(overrides) {
+    if (node_ && !node_.IsNull() && !node_.IsMap()) fail(node_, "must be a mapping");
+    if (keys.empty()) return;  // a free-form map (plugin parameters): the plugin checks the keys
+    auto known = [&](const std::string& key) { return std::find(keys.begin(), keys.end(), key) != keys.end(); };
+    if (node_ && node_.IsMap()) {
+      for (const auto& kv : node_) {
+        std::string key = kv.first.Scalar();
+        if (!known(key)) fail(kv.first, fmt::format("unknown key '{}'; valid keys: {}", key, join(keys)), key);
       }
+    }
+    for (const std::string& key : override_keys()) {
+      if (!known(key)) fail(get(key), fmt::format("unknown key '{}'; valid keys: {}", key, join(keys)), key);
     }
   }
 
+  // The first path component below this section of every override that lands inside it.
+  std::vector<std::string> override_keys() const {
+    std::vector<std::string> out;
+    if (overrides_ == nullptr) return out;
+    const std::string prefix = path_.empty() ? "" : path_ + ".";
+    for (const auto& [path, value] : *overrides_) {
+      if (path.compare(0, prefix.size(), prefix) != 0) continue;
+      std::string key = split(path.substr(prefix.size()), '.').front();
+      if (std::find(out.begin(), out.end(), key) == out.end()) out.push_back(key);
+    }
+    return out;
+  }
+
   YAML::Node get(const std::string& key) const {
-    if (!node_ || !node_.IsMap()) return YAML::Node();
+    if (const Override* o = find_override(key)) return o->value;
+    if (!node_ || !node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
     return node_[key];
   }
 
@@ -102,20 +130,31 @@ class Section {
   }
 
   [[noreturn]] void fail(const YAML::Node& at, const std::string& what, const std::string& key = "") const {
-    std::string where = key.empty() ? path_ : (path_.empty() ? key : path_ + "." + key);
-    throw ConfigError(fmt::format("{}: {}: {}", mark_text(at), where, what));
+    throw ConfigError(fmt::format("{}: {}: {}", where(at, key), full_path(key), what));
   }
 
-  std::string mark_text(const YAML::Node& at) const {
-    YAML::Mark m = at ? at.Mark() : node_.Mark();
+  // "file:line:column" of `at`, or "--set path" for a value that came from the command line.
+  std::string where(const YAML::Node& at, const std::string& key = "") const {
+    if (const Override* o = find_override(key); o != nullptr && !o->origin.empty()) return o->origin;
+    YAML::Mark m = at && at.IsDefined() ? at.Mark() : (node_ ? node_.Mark() : YAML::Mark::null_mark());
     if (m.is_null()) return file_;
     return fmt::format("{}:{}:{}", file_, m.line + 1, m.column + 1);
   }
 
  private:
+  std::string full_path(const std::string& key) const {
+    return key.empty() ? path_ : (path_.empty() ? key : path_ + "." + key);
+  }
+  const Override* find_override(const std::string& key) const {
+    if (overrides_ == nullptr || key.empty()) return nullptr;
+    auto it = overrides_->find(full_path(key));
+    return it == overrides_->end() ? nullptr : &it->second;
+  }
+
   YAML::Node node_;
   std::string path_;
   const std::string& file_;
+  const Overrides* overrides_;
 };
 
 ParamValue yaml_to_param(const YAML::Node& v, const Section& where, const std::string& key) {
@@ -132,30 +171,19 @@ ParamValue yaml_to_param(const YAML::Node& v, const Section& where, const std::s
   return s;
 }
 
-Params read_params_map(const YAML::Node& node, const std::string& path, const std::string& file) {
-  Params params;
-  if (!node || node.IsNull()) return params;
+Params read_params_map(const YAML::Node& node, const std::string& path, const std::string& file,
+                       const Overrides& overrides) {
+  Section section(node, path, file, {}, &overrides);
   std::vector<std::string> keys;
-  if (node.IsMap()) {
+  if (node && node.IsMap()) {
     for (const auto& kv : node) keys.push_back(kv.first.Scalar());
   }
-  Section section(node, path, file, keys);
-  for (const std::string& key : keys) {
-    YAML::Node v = node[key];
-    params.set(key, yaml_to_param(v, section, key));
+  for (const std::string& key : section.override_keys()) {
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
   }
+  Params params;
+  for (const std::string& key : keys) params.set(key, yaml_to_param(section.get(key), section, key));
   return params;
-}
-
-// Sets `value` at dotted `path` inside `root`, creating mappings on the way.
-void set_path(YAML::Node root, const std::vector<std::string>& parts, const YAML::Node& value) {
-  YAML::Node cur = root;
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    if (!cur[parts[i]] || !cur[parts[i]].IsMap()) cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
-    YAML::Node next = cur[parts[i]];
-    cur.reset(next);
-  }
-  cur[parts.back()] = value;
 }
 
 YAML::Node parse_yaml(const std::string& text, const std::string& file) {
@@ -229,10 +257,11 @@ Study load_study(const std::string& path, const LoadOptions& options) {
 Study load_study_text(const std::string& text, const std::string& file, const LoadOptions& options) {
   YAML::Node root = parse_yaml(text, file);
   if (!root || root.IsNull()) throw ConfigError(fmt::format("{}: the study is empty", file));
-  Section top(root, "", file, {"name", "description", "data", "attention", "run", "measure", "output", "matrix"});
+  if (!root.IsMap()) throw ConfigError(fmt::format("{}: a study is a mapping with data, attention, run, ...", file));
 
-  // --set overrides land in the document before anything is read, so they are validated like the file.
-  YAML::Node matrix_node = root["matrix"] ? YAML::Clone(root["matrix"]) : YAML::Node(YAML::NodeType::Map);
+  // --set values override the file for every cell; --set matrix.<axis> replaces or adds an axis.
+  Overrides set_values;
+  std::vector<std::pair<std::string, YAML::Node>> set_axes;
   for (const std::string& item : options.overrides) {
     size_t eq = item.find('=');
     if (eq == std::string::npos || eq == 0) {
@@ -241,17 +270,19 @@ Study load_study_text(const std::string& text, const std::string& file, const Lo
     std::string key = item.substr(0, eq);
     YAML::Node value = parse_yaml(item.substr(eq + 1), "--set " + key);
     if (key.rfind("matrix.", 0) == 0) {
-      matrix_node[key.substr(7)] = value;
+      set_axes.emplace_back(key.substr(7), value);
     } else {
-      set_path(root, split(key, '.'), value);
+      set_values[key] = Override{value, "--set " + key};
     }
   }
+  Section top(root, "", file, {"name", "description", "data", "attention", "run", "measure", "output", "matrix"},
+              &set_values);
 
   Study study;
   study.file = file;
   study.name = top.get_string("name", "study");
   study.description = top.get_string("description", "");
-  Section output(top.get("output"), "output", file, {"results", "save_outputs"});
+  Section output(root["output"], "output", file, {"results", "save_outputs"}, &set_values);
   study.results_path = output.get_string("results", "results/" + study.name + ".jsonl");
   study.save_outputs_dir = output.get_string("save_outputs", "");
 
@@ -277,24 +308,33 @@ Study load_study_text(const std::string& text, const std::string& file, const Lo
   for (const auto& e : entries) labels.push_back(e.label);
 
   // Matrix axes, include and exclude.
+  YAML::Node matrix_node = root["matrix"] ? root["matrix"] : YAML::Node(YAML::NodeType::Map);
   Section m(matrix_node, "matrix", file, {});
   if (!matrix_node.IsMap()) m.fail(matrix_node, "must be a mapping of axis: [values]");
+  std::vector<std::pair<std::string, YAML::Node>> axes;
+  for (const auto& kv : matrix_node) axes.emplace_back(kv.first.Scalar(), kv.second);
+  for (const auto& [axis, value] : set_axes) {
+    auto it = std::find_if(axes.begin(), axes.end(), [&](const auto& a) { return a.first == axis; });
+    if (it != axes.end()) it->second = value;
+    else axes.emplace_back(axis, value);
+  }
   std::vector<std::string> axis_names;
   std::vector<std::vector<YAML::Node>> axis_values;
   YAML::Node include, exclude;
   const std::set<std::string> roots{"data", "attention", "run", "measure"};
-  for (const auto& kv : matrix_node) {
-    std::string axis = kv.first.Scalar();
-    if (axis == "include") { include = kv.second; continue; }
-    if (axis == "exclude") { exclude = kv.second; continue; }
-    std::string root_key = split(axis, '.').front();
-    if (!roots.count(root_key)) {
-      m.fail(kv.first, fmt::format("axis '{}' must be a dotted path under data, attention, run or measure (e.g. run.device)", axis));
+  for (const auto& [axis, node] : axes) {
+    if (axis == "include") { include = node; continue; }
+    if (axis == "exclude") { exclude = node; continue; }
+    if (!roots.count(split(axis, '.').front())) {
+      m.fail(node, fmt::format("axis '{}' must be a dotted path under data, attention, run or measure (e.g. run.device)", axis));
     }
-    YAML::Node values = kv.second;
-    if (!values.IsSequence()) values = YAML::Node(YAML::NodeType::Sequence), values.push_back(kv.second);
-    if (values.size() == 0) m.fail(kv.second, fmt::format("axis '{}' has no values; give at least one", axis));
-    std::vector<YAML::Node> list(values.begin(), values.end());
+    std::vector<YAML::Node> list;
+    if (node.IsSequence()) {
+      for (const auto& v : node) list.push_back(v);
+    } else {
+      list.push_back(node);
+    }
+    if (list.empty()) m.fail(node, fmt::format("axis '{}' has no values; give at least one", axis));
     if (axis == "attention") {
       for (const auto& v : list) {
         if (std::find(labels.begin(), labels.end(), node_text(v)) == labels.end()) {
@@ -409,62 +449,62 @@ Study load_study_text(const std::string& text, const std::string& file, const Lo
   }
   if (combos.empty()) m.fail(matrix_node, "expands to no cells: every combination is excluded");
 
-  // Resolve each combination into a typed cell.
+  // Resolve each combination into a typed cell: the file's values under the --set and axis overrides.
   std::set<std::string> seen;
   for (const Combination& combo : combos) {
-    YAML::Node tree = YAML::Clone(root);
-    tree.remove("matrix");
     std::string label = node_text(*find_value(combo, "attention"));
     const AttentionEntry& entry = *std::find_if(entries.begin(), entries.end(), [&](const auto& e) { return e.label == label; });
-    YAML::Node att = YAML::Clone(entry.node);
-    std::string plugin_name = att["plugin"].Scalar();
+    const std::string plugin_name = entry.node["plugin"].Scalar();
     Cell cell;
+    Overrides ov;
+    auto applies = [&](const std::string& path) {
+      std::vector<std::string> parts = split(path, '.');
+      return !(parts.size() == 3 && parts[0] == "attention" && parts[1] == "params" && options.has_param &&
+               !options.has_param(plugin_name, parts[2]));  // e.g. res_size on an MHA entry
+    };
+    for (const auto& [path, value] : set_values) {
+      if (applies(path)) ov[path] = value;
+    }
     for (const auto& [axis, value] : combo) {
       if (axis == "attention") continue;
       std::vector<std::string> parts = split(axis, '.');
-      if (parts.front() == "attention") {
-        parts.erase(parts.begin());
-        if (parts.empty() || parts.front() == "plugin" || parts.front() == "name") {
-          m.fail(value, "an axis may set attention.params.<key>, not the entry itself; use the 'attention' axis", axis);
-        }
-        if (parts.size() == 2 && parts[0] == "params" && options.has_param && !options.has_param(plugin_name, parts[1])) {
-          continue;  // e.g. res_size on an MHA entry: the axis does not apply to this layer
-        }
-        set_path(att, parts, value);
-      } else {
-        set_path(tree, parts, value);
+      if (parts.front() == "attention" && (parts.size() < 2 || parts[1] != "params")) {
+        m.fail(value, "an axis may set attention.params.<key>, not the entry itself; use the 'attention' axis", axis);
       }
+      if (!applies(axis)) continue;
+      ov[axis] = Override{value, ""};
       cell.axes[axis] = node_text(value);
     }
     cell.axes["attention"] = label;
 
-    Section data(tree["data"], "data", file, {"embedder", "params", "samples", "seq_len"});
+    Section data(root["data"], "data", file, {"embedder", "params", "samples", "seq_len"}, &ov);
     cell.embedder = data.get_string("embedder", "synthetic");
-    cell.embedder_params = read_params_map(data.get("params"), "data.params", file);
+    cell.embedder_params = read_params_map(data.get("params"), "data.params", file, ov);
     cell.samples = data.get_int("samples", 1, 1);
     cell.seq_len = data.get_int("seq_len", 256, 1);
 
+    Section att(entry.node, "attention", file, {"name", "plugin", "params"}, &ov);
     cell.label = label;
     cell.plugin = plugin_name;
-    cell.attention_params = read_params_map(att["params"], "attention.params", file);
+    cell.attention_params = read_params_map(att.get("params"), "attention.params", file, ov);
     if (options.complete_params) {
       // Defaults filled in before hashing, so spelling out a default does not make a new cell.
       auto complete = [&](attnbench_plugin_kind kind, const std::string& plugin, const Params& given,
-                          const YAML::Node& at, const std::string& path) {
+                          const Section& where, const YAML::Node& at, const std::string& path) {
         try {
           return options.complete_params(kind, plugin, given);
         } catch (const std::exception& e) {
-          data.fail(at, e.what(), path);
+          throw ConfigError(fmt::format("{}: {}: {}", where.where(at), path, e.what()));
         }
       };
-      cell.embedder_params = complete(ATTNBENCH_PLUGIN_EMBEDDER, cell.embedder, cell.embedder_params,
+      cell.embedder_params = complete(ATTNBENCH_PLUGIN_EMBEDDER, cell.embedder, cell.embedder_params, data,
                                       data.get("params") ? data.get("params") : data.get("embedder"), "data.params");
-      cell.attention_params = complete(ATTNBENCH_PLUGIN_ATTENTION, plugin_name, cell.attention_params,
-                                       att["params"] ? att["params"] : att["plugin"], "attention[" + label + "]");
+      cell.attention_params = complete(ATTNBENCH_PLUGIN_ATTENTION, plugin_name, cell.attention_params, att,
+                                       att.get("params") ? att.get("params") : att.get("plugin"), "attention[" + label + "]");
     }
 
-    Section run(tree["run"], "run", file,
-                {"device", "amp", "amp_dtype", "batch", "threads", "seed", "modes", "seed_len", "horizon"});
+    Section run(root["run"], "run", file,
+                {"device", "amp", "amp_dtype", "batch", "threads", "seed", "modes", "seed_len", "horizon"}, &ov);
     cell.device = run.get_choice("device", "cpu", {"cpu", "cuda"});
     cell.amp = run.get_bool("amp", false);
     cell.amp_dtype = run.get_choice("amp_dtype", "auto", {"auto", "float16", "bfloat16"});
@@ -491,7 +531,7 @@ Study load_study_text(const std::string& text, const std::string& file, const Lo
       run.fail(run.get("seed_len"), fmt::format("seed_len {} exceeds data.seq_len {}", cell.seed_len, cell.seq_len), "seed_len");
     }
 
-    Section meas(tree["measure"], "measure", file, {"warmup", "min_runs", "max_runs", "min_time_ms", "unstable_cv"});
+    Section meas(root["measure"], "measure", file, {"warmup", "min_runs", "max_runs", "min_time_ms", "unstable_cv"}, &ov);
     cell.measure.warmup = meas.get_int("warmup", 1, 0);
     cell.measure.min_runs = meas.get_int("min_runs", 5, 1);
     cell.measure.max_runs = meas.get_int("max_runs", 1000, cell.measure.min_runs);

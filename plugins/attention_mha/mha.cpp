@@ -178,7 +178,7 @@ class MultiheadAttention final : public attnbench::Attention {
 
   // Grows the cache by doubling (amortised O(1) per token) unless max_len fixes its capacity.
   void reserve(KvCache& cache, int64_t needed) const {
-    const int64_t capacity = cache.k.size(2);
+    const int64_t capacity = cache.k.size(1);
     if (needed <= capacity) return;
     if (max_len_ > 0) {
       throw std::length_error("mha: KV cache is full at max_len=" + std::to_string(max_len_) +

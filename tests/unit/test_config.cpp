@@ -1,0 +1,182 @@
+// Asserts how studies expand and fail: Cartesian products with CI-matrix include/exclude semantics,
+// --set overrides, axes that apply only to layers that have the parameter, stable hashes, and errors
+// that name file:line:column, the key and the valid choices.
+// To add a case: write the YAML inline, load it with load_study_text and check the cells or the message.
+#include "config.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+using attnbench::ConfigError;
+using attnbench::load_study_text;
+using attnbench::LoadOptions;
+using attnbench::Study;
+
+namespace {
+
+const char* kBase = R"(
+name: t
+data: {embedder: synthetic, seq_len: 32}
+attention:
+  - {name: a, plugin: mha, params: {heads: 2}}
+  - {name: b, plugin: reservoir, params: {res_size: 16}}
+)";
+
+Study load(const std::string& extra, LoadOptions options = {}) { return load_study_text(kBase + extra, "s.yaml", options); }
+
+std::string error_of(const std::string& text, LoadOptions options = {}) {
+  try {
+    load_study_text(text, "s.yaml", options);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+std::multiset<std::string> cells_of(const Study& s) {
+  std::multiset<std::string> out;
+  for (const auto& c : s.cells) {
+    std::string key = c.label;
+    for (const auto& [axis, value] : c.axes) {
+      if (axis != "attention") key += " " + axis + "=" + value;
+    }
+    out.insert(key);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Matrix, AttentionEntriesAreTheImplicitFirstAxis) {
+  Study s = load("");
+  ASSERT_EQ(s.cells.size(), 2u);
+  EXPECT_EQ(s.cells[0].label, "a");
+  EXPECT_EQ(s.cells[1].label, "b");
+  EXPECT_EQ(s.cells[0].seq_len, 32);
+  EXPECT_EQ(s.results_path, "results/t.jsonl");
+}
+
+TEST(Matrix, CartesianProductWithExcludeAndInclude) {
+  Study s = load(R"(
+matrix:
+  run.device: [cpu, cuda]
+  run.threads: [1, 2]
+  exclude:
+    - {run.device: cuda, run.threads: 2}
+  include:
+    - {run.device: cpu, run.seed: 7}
+    - {attention: a, run.device: cuda, run.threads: 4}
+)");
+  // 2 entries x 2 devices x 2 threads = 8, minus 2 excluded = 6; the first include adds run.seed to
+  // the cpu cells; the second matches no combination (threads 4 is new) so it becomes its own cell.
+  EXPECT_EQ(cells_of(s), (std::multiset<std::string>{
+                             "a run.device=cpu run.seed=7 run.threads=1", "a run.device=cpu run.seed=7 run.threads=2",
+                             "a run.device=cuda run.threads=1", "b run.device=cpu run.seed=7 run.threads=1",
+                             "b run.device=cpu run.seed=7 run.threads=2", "b run.device=cuda run.threads=1",
+                             "a run.device=cuda run.threads=4"}));
+  for (const auto& c : s.cells) {
+    if (c.device == "cpu") EXPECT_EQ(c.seed, 7);
+  }
+}
+
+TEST(Matrix, ExplicitAttentionAxisSelectsEntries) {
+  Study s = load("matrix:\n  attention: [b]\n  run.seed: [1, 2, 3]\n");
+  ASSERT_EQ(s.cells.size(), 3u);
+  for (const auto& c : s.cells) EXPECT_EQ(c.label, "b");
+}
+
+TEST(Matrix, PluginParameterAxisAppliesOnlyWhereTheParameterExists) {
+  LoadOptions options;
+  options.has_param = [](const std::string& plugin, const std::string& key) { return plugin == "reservoir" && key == "res_size"; };
+  Study s = load("matrix:\n  attention.params.res_size: [32, 64]\n", options);
+  // mha has no res_size: one mha cell, not two identical ones.
+  EXPECT_EQ(cells_of(s), (std::multiset<std::string>{"a", "b attention.params.res_size=32", "b attention.params.res_size=64"}));
+  EXPECT_EQ(std::get<int64_t>(s.cells[2].attention_params.items().at("res_size")), 64);
+}
+
+TEST(Matrix, SetOverridesValuesAndAxes) {
+  LoadOptions options;
+  options.overrides = {"data.seq_len=32", "matrix.run.seed=[4, 5]", "run.modes=[full]"};
+  Study s = load("", options);
+  ASSERT_EQ(s.cells.size(), 4u);
+  EXPECT_EQ(s.cells[0].seq_len, 32);
+  EXPECT_EQ(s.cells[0].modes, std::vector<std::string>{"full"});
+  EXPECT_EQ(s.cells[1].seed, 5);
+}
+
+TEST(Matrix, HashIsStableAndDependsOnlyOnParameters) {
+  Study a = load("");
+  Study b = load("output: {results: elsewhere.jsonl}\n");
+  EXPECT_EQ(a.cells[0].hash, b.cells[0].hash);
+  EXPECT_EQ(a.cells[0].hash.size(), 16u);
+  LoadOptions options;
+  options.overrides = {"data.seq_len=9", "run.seed_len=2"};
+  EXPECT_NE(load("", options).cells[0].hash, a.cells[0].hash);
+}
+
+TEST(ConfigErrors, MalformedYamlNamesLineAndColumn) {
+  EXPECT_NE(error_of("name: [unclosed\n").find("s.yaml:2:1: malformed YAML"), std::string::npos) << error_of("name: [unclosed\n");
+}
+
+TEST(ConfigErrors, UnknownKeyListsValidKeys) {
+  std::string e = error_of(std::string(kBase) + "run:\n  devcie: cpu\n");
+  EXPECT_NE(e.find("s.yaml:8:3: run.devcie: unknown key 'devcie'; valid keys: device, amp"), std::string::npos) << e;
+}
+
+TEST(ConfigErrors, WrongTypeAndBadChoice) {
+  std::string e = error_of(std::string(kBase) + "run:\n  threads: many\n");
+  EXPECT_NE(e.find("s.yaml:8:12: run.threads: 'many' is not an integer"), std::string::npos) << e;
+  e = error_of(std::string(kBase) + "run:\n  device: gpu\n");
+  EXPECT_NE(e.find("run.device: 'gpu' is not one of cpu, cuda"), std::string::npos) << e;
+  e = error_of(std::string(kBase) + "run:\n  amp: maybe\n");
+  EXPECT_NE(e.find("run.amp: 'maybe' is not a boolean"), std::string::npos) << e;
+}
+
+TEST(ConfigErrors, OutOfRange) {
+  std::string e = error_of(std::string(kBase) + "measure:\n  min_runs: 0\n");
+  EXPECT_NE(e.find("measure.min_runs: 0 is out of range; must be >= 1"), std::string::npos) << e;
+  e = error_of(std::string(kBase) + "run:\n  seed_len: 100\n");
+  EXPECT_NE(e.find("seed_len 100 exceeds data.seq_len 32"), std::string::npos) << e;
+}
+
+TEST(ConfigErrors, MatrixProblems) {
+  EXPECT_NE(error_of(std::string(kBase) + "matrix:\n  run.seed: []\n").find("axis 'run.seed' has no values"), std::string::npos);
+  EXPECT_NE(error_of(std::string(kBase) + "matrix:\n  seed: [1]\n").find("must be a dotted path under data, attention, run or measure"),
+            std::string::npos);
+  std::string e = error_of(std::string(kBase) + "matrix:\n  run.seed: [1]\n  exclude: [{run.sed: 1}]\n");
+  EXPECT_NE(e.find("'run.sed' is not a matrix axis; axes: attention, run.seed"), std::string::npos) << e;
+  e = error_of(std::string(kBase) + "matrix:\n  run.seed: [1]\n  exclude: [{run.seed: 1}]\n");
+  EXPECT_NE(e.find("expands to no cells"), std::string::npos) << e;
+  e = error_of(std::string(kBase) + "matrix:\n  run.seed: [1, 2]\n  exclude: [{run.seed: 1}]\n  include: [{run.seed: 1}]\n");
+  EXPECT_NE(e.find("include entry 1 adds back what exclude entry 1 removes"), std::string::npos) << e;
+  e = error_of(std::string(kBase) + "matrix:\n  attention: [zz]\n");
+  EXPECT_NE(e.find("'zz' names no attention entry; entries: a, b"), std::string::npos) << e;
+}
+
+TEST(ConfigErrors, AttentionEntries) {
+  EXPECT_NE(error_of("name: x\n").find("attention: must be a non-empty list"), std::string::npos);
+  EXPECT_NE(error_of("attention:\n  - {name: a}\n").find("needs a 'plugin'"), std::string::npos);
+  EXPECT_NE(error_of("attention:\n  - {plugin: mha}\n  - {plugin: mha}\n").find("duplicate name 'mha'"), std::string::npos);
+}
+
+TEST(ConfigErrors, PluginParameterErrorsCarryTheLocation) {
+  LoadOptions options;
+  options.complete_params = [](attnbench_plugin_kind kind, const std::string&, const attnbench::Params& given) {
+    if (kind == ATTNBENCH_PLUGIN_ATTENTION && given.contains("heads")) {
+      throw std::invalid_argument("plugin 'mha' has no parameter 'heads'; valid: x");
+    }
+    return given;
+  };
+  std::string e = error_of(kBase, options);
+  EXPECT_NE(e.find("s.yaml:5:36: attention[a]: plugin 'mha' has no parameter 'heads'; valid: x"), std::string::npos) << e;
+}
+
+TEST(ConfigErrors, MissingFile) {
+  try {
+    attnbench::load_study("/nonexistent/study.yaml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "/nonexistent/study.yaml: cannot open the study file (does it exist?)");
+  }
+}
