@@ -2,6 +2,7 @@
 // initialisation, a causal full-sequence forward and a preallocated KV cache for streaming.
 #include <attnbench/attention.h>
 
+#include "cuda_graph.h"
 #include "safetensors.h"
 #include "torch_compat.h"
 
@@ -20,6 +21,7 @@ const attnbench_param_spec_v1 kParams[] = {
     {"weights", ATTNBENCH_PARAM_STRING, "",
      ".safetensors with in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias (a PyTorch state_dict)"},
     {"max_len", ATTNBENCH_PARAM_INT, "0", "KV cache capacity in tokens; 0 grows it by doubling"},
+    {"cuda_graphs", ATTNBENCH_PARAM_BOOL, "true", "replay step() on CUDA as a captured CUDA graph"},
 };
 
 constexpr int64_t kInitialCapacity = 256;
@@ -27,6 +29,8 @@ constexpr int64_t kInitialCapacity = 256;
 struct KvCache final : attnbench::State {
   at::Tensor k, v;  // (B, capacity, E), heads side by side in E; rows [0, length) are filled
   int64_t length = 0;
+  at::Tensor position;           // CUDA only: `length` on the device, which a captured step reads and advances
+  attnbench::GraphedStep graph;  // recaptured whenever the cache is reallocated
 };
 
 class MultiheadAttention final : public attnbench::Attention {
@@ -38,6 +42,7 @@ class MultiheadAttention final : public attnbench::Attention {
         heads_(args.params.get_int("heads")),
         causal_(args.params.get_bool("causal")),
         max_len_(args.params.get_int("max_len")),
+        cuda_graphs_(args.params.get_bool("cuda_graphs")),
         weights_path_(args.params.get_string("weights")) {
     if (embed_dim_ != args.embed_dim) {
       throw std::invalid_argument("mha: embed_dim " + std::to_string(embed_dim_) + " differs from the embedder's width " +
@@ -85,6 +90,7 @@ class MultiheadAttention final : public attnbench::Attention {
     info.devices = {"cpu", "cuda"};
     info.details.set("heads", heads_);
     info.details.set("head_dim", head_dim_);
+    info.details.set("cuda_graphs", cuda_graphs_);
     info.details.set("weights", weights_path_.empty() ? std::string("random (seeded)") : weights_path_);
     return info;
   }
@@ -95,6 +101,7 @@ class MultiheadAttention final : public attnbench::Attention {
     auto opts = at::TensorOptions().device(device_).dtype(dtype_);
     cache->k = at::empty({batch, capacity, embed_dim_}, opts);
     cache->v = at::empty({batch, capacity, embed_dim_}, opts);
+    if (device_.is_cuda()) cache->position = at::zeros({1}, opts.dtype(at::kLong));
     return cache;
   }
 
@@ -109,6 +116,7 @@ class MultiheadAttention final : public attnbench::Attention {
     cache.k.narrow(1, start, length).copy_(qkv.select(2, 1).transpose(0, 1));
     cache.v.narrow(1, start, length).copy_(qkv.select(2, 2).transpose(0, 1));
     cache.length = start + length;
+    if (cache.position.defined()) cache.position.fill_(cache.length);
     at::Tensor q = qkv.select(2, 0).reshape({length, batch, heads_, head_dim_}).permute({1, 2, 0, 3});
     at::Tensor attended = attnbench::compat::attention(q, heads_view(cache.k, cache.length),
                                                        heads_view(cache.v, cache.length), start, causal_);
@@ -119,7 +127,12 @@ class MultiheadAttention final : public attnbench::Attention {
   at::Tensor step(const at::Tensor& x_t, attnbench::State& state) override {
     TORCH_CHECK(x_t.dim() == 2 && x_t.size(1) == embed_dim_, "mha: step expects (B, ", embed_dim_, "), got ", x_t.sizes());
     if (x_t.size(0) == 1 && x_t.is_cpu() && x_t.scalar_type() == at::kFloat) return step_one_cpu(x_t, state);
-    return forward(x_t.unsqueeze(0), state).squeeze(0);
+    if (!x_t.is_cuda() || !cuda_graphs_) return forward(x_t.unsqueeze(0), state).squeeze(0);
+    auto& cache = attnbench::state_cast<KvCache>(state);
+    if (reserve(cache, cache.length + 1)) cache.graph.reset();
+    at::Tensor out = cache.graph(x_t, [&](const at::Tensor& in) { return step_static(in, cache); });
+    cache.length += 1;  // host-side twin of the position the graph advanced
+    return out;
   }
 
   int64_t state_bytes(const attnbench::State& state) const override {
@@ -176,10 +189,29 @@ class MultiheadAttention final : public attnbench::Attention {
     return at::addmv(out_proj_bias_, out_proj_weight_, attended_).unsqueeze(0);
   }
 
-  // Grows the cache by doubling (amortised O(1) per token) unless max_len fixes its capacity.
-  void reserve(KvCache& cache, int64_t needed) const {
+  // One token per sequence with shapes that do not depend on the cache's fill, so it can be captured
+  // as a CUDA graph: the new key/value land at the device-side position, and attention runs over the
+  // whole capacity with the unfilled rows masked out (exp(-inf) = 0 exactly, so the result is the same).
+  at::Tensor step_static(const at::Tensor& x, KvCache& cache) const {
+    const int64_t batch = x.size(0), capacity = cache.k.size(1);
+    at::Tensor qkv = affine(x, in_proj_weight_, in_proj_bias_).view({batch, 3, embed_dim_});
+    cache.k.index_copy_(1, cache.position, qkv.select(1, 1).unsqueeze(1));
+    cache.v.index_copy_(1, cache.position, qkv.select(1, 2).unsqueeze(1));
+    at::Tensor q = qkv.select(1, 0).reshape({batch, heads_, 1, head_dim_});
+    at::Tensor scores = at::matmul(q, heads_view(cache.k, capacity).transpose(-2, -1))
+                            .mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)));
+    at::Tensor hidden = at::arange(capacity, cache.position.options()) > cache.position;
+    scores.masked_fill_(hidden, -INFINITY);
+    at::Tensor attended = at::matmul(at::softmax(scores, -1), heads_view(cache.v, capacity));
+    cache.position.add_(1);
+    return affine(attended.reshape({batch, embed_dim_}), out_proj_weight_, out_proj_bias_);
+  }
+
+  // Grows the cache by doubling (amortised O(1) per token) unless max_len fixes its capacity. Returns
+  // whether the buffers were reallocated.
+  bool reserve(KvCache& cache, int64_t needed) const {
     const int64_t capacity = cache.k.size(1);
-    if (needed <= capacity) return;
+    if (needed <= capacity) return false;
     if (max_len_ > 0) {
       throw std::length_error("mha: KV cache is full at max_len=" + std::to_string(max_len_) +
                               " tokens; raise attention.params.max_len or set it to 0 to grow");
@@ -190,6 +222,7 @@ class MultiheadAttention final : public attnbench::Attention {
       bigger.narrow(1, 0, cache.length).copy_(t->narrow(1, 0, cache.length));
       *t = bigger;
     }
+    return true;
   }
 
   c10::Device device_;
@@ -197,6 +230,7 @@ class MultiheadAttention final : public attnbench::Attention {
   int64_t embed_dim_, heads_, head_dim_ = 0;
   bool causal_;
   int64_t max_len_;
+  bool cuda_graphs_;
   std::string weights_path_;
   at::Tensor in_proj_weight_, in_proj_bias_, out_proj_weight_, out_proj_bias_;
   at::Tensor weight_parts_[3], bias_parts_[3];  // q, k, v rows of in_proj, as views

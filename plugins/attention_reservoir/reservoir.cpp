@@ -7,6 +7,7 @@
 //   p[h, r] = softmax_r(q_h . Ek[r, h] / sqrt(Dh));  out_h = sum_r p[h, r] x_t[r] Ev[r, h]
 #include <attnbench/attention.h>
 
+#include "cuda_graph.h"
 #include "reservoir_cuda.h"
 #include "safetensors.h"
 #include "topology.h"
@@ -33,10 +34,12 @@ const attnbench_param_spec_v1 kParams[] = {
     {"local_radius", ATTNBENCH_PARAM_INT, "1", "smallworld only: lattice links within this distance"},
     {"weights", ATTNBENCH_PARAM_STRING, "", "load weights from this .safetensors (names in docs/reservoir.md)"},
     {"save_weights", ATTNBENCH_PARAM_STRING, "", "save the weights in use to this .safetensors"},
+    {"cuda_graphs", ATTNBENCH_PARAM_BOOL, "true", "replay step() on CUDA as a captured CUDA graph"},
 };
 
 struct ReservoirState final : attnbench::State {
   at::Tensor x;  // (B, N) float32: the state stays in fp32 under AMP, so rounding does not accumulate
+  attnbench::GraphedStep graph;  // step() on CUDA; x is updated in place, so one capture stays valid
 };
 
 at::Tensor linear_init(int64_t out, int64_t in, at::Generator& gen) {
@@ -53,6 +56,7 @@ class ReservoirAttention final : public attnbench::Attention {
         embed_dim_(args.embed_dim),
         heads_(args.params.get_int("heads")),
         leak_(args.params.get_float("leak")),
+        cuda_graphs_(args.params.get_bool("cuda_graphs")),
         weights_path_(args.params.get_string("weights")) {
     const attnbench::Params& p = args.params;
     if (heads_ < 1 || embed_dim_ % heads_ != 0) {
@@ -99,6 +103,7 @@ class ReservoirAttention final : public attnbench::Attention {
     d.set("min_degree", stats_.min_degree);
     d.set("max_degree", stats_.max_degree);
     d.set("empty_rows", stats_.empty_rows);
+    d.set("cuda_graphs", cuda_graphs_);
     d.set("weights", weights_path_.empty() ? std::string("generated (seed ") + std::to_string(graph_.seed) + ")" : weights_path_);
     return info;
   }
@@ -124,7 +129,9 @@ class ReservoirAttention final : public attnbench::Attention {
   at::Tensor step(const at::Tensor& u_t, attnbench::State& state) override {
     TORCH_CHECK(u_t.dim() == 2 && u_t.size(1) == embed_dim_, "reservoir: step expects (B, ", embed_dim_, "), got ", u_t.sizes());
     if (u_t.size(0) == 1 && u_t.is_cpu() && u_t.scalar_type() == at::kFloat) return step_one_cpu(u_t, state);
-    return forward(u_t.unsqueeze(0), state).squeeze(0);
+    auto eager = [&](const at::Tensor& in) { return forward(in.unsqueeze(0), state).squeeze(0); };
+    if (u_t.is_cuda() && cuda_graphs_) return attnbench::state_cast<ReservoirState>(state).graph(u_t, eager);
+    return eager(u_t);
   }
 
   int64_t state_bytes(const attnbench::State& state) const override {
@@ -325,6 +332,7 @@ class ReservoirAttention final : public attnbench::Attention {
   c10::ScalarType dtype_;
   int64_t embed_dim_, heads_, head_dim_ = 0, size_ = 0, in_size_ = 0;
   double leak_;
+  bool cuda_graphs_;
   std::string weights_path_;
   attnbench::reservoir::GraphSpec graph_;
   attnbench::reservoir::DegreeStats stats_;

@@ -126,7 +126,7 @@ TEST(Loader, ParametersAreCheckedAgainstThePluginsList) {
     attnbench::complete_params(mha, p);
     FAIL();
   } catch (const std::invalid_argument& e) {
-    EXPECT_STREQ(e.what(), "plugin 'mha' has no parameter 'hedas'; valid: heads, embed_dim, causal, weights, max_len");
+    EXPECT_STREQ(e.what(), "plugin 'mha' has no parameter 'hedas'; valid: heads, embed_dim, causal, weights, max_len, cuda_graphs");
   }
   attnbench::Params wrong;
   wrong.set("heads", std::string("four"));

