@@ -1,6 +1,7 @@
 // The CUDA half of device.h; compiled only when the libtorch found has CUDA.
 #include "device.h"
 
+#include <ATen/ATen.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
@@ -49,7 +50,11 @@ class CudaTimer final : public Timer {
 
 std::unique_ptr<Timer> make_timer() { return std::make_unique<CudaTimer>(); }
 
-void reset_peak(int index) { c10::cuda::CUDACachingAllocator::resetPeakStats(index); }
+void reset_peak(int index) {
+  // The caching allocator rejects stats calls for a device it has not allocated on yet.
+  at::empty({1}, at::TensorOptions().device(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index))));
+  c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+}
 
 int64_t peak_allocated(int index) {
   auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
