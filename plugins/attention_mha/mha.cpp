@@ -3,6 +3,7 @@
 #include <attnbench/attention.h>
 
 #include "cuda_graph.h"
+#include "mha_cuda.h"
 #include "safetensors.h"
 #include "torch_compat.h"
 
@@ -30,6 +31,7 @@ struct KvCache final : attnbench::State {
   at::Tensor k, v;  // (B, capacity, E), heads side by side in E; rows [0, length) are filled
   int64_t length = 0;
   at::Tensor position;           // CUDA only: `length` on the device, which a captured step reads and advances
+  at::Tensor done;               // CUDA only: the decode kernel's block counter
   attnbench::GraphedStep graph;  // recaptured whenever the cache is reallocated
 };
 
@@ -101,7 +103,10 @@ class MultiheadAttention final : public attnbench::Attention {
     auto opts = at::TensorOptions().device(device_).dtype(dtype_);
     cache->k = at::empty({batch, capacity, embed_dim_}, opts);
     cache->v = at::empty({batch, capacity, embed_dim_}, opts);
-    if (device_.is_cuda()) cache->position = at::zeros({1}, opts.dtype(at::kLong));
+    if (device_.is_cuda()) {
+      cache->position = at::zeros({1}, opts.dtype(at::kLong));
+      cache->done = at::zeros({1}, opts.dtype(at::kInt));
+    }
     return cache;
   }
 
@@ -194,6 +199,13 @@ class MultiheadAttention final : public attnbench::Attention {
   // whole capacity with the unfilled rows masked out (exp(-inf) = 0 exactly, so the result is the same).
   at::Tensor step_static(const at::Tensor& x, KvCache& cache) const {
     const int64_t batch = x.size(0), capacity = cache.k.size(1);
+#ifdef ATTNBENCH_WITH_CUDA
+    if (attnbench::mha::cuda_decode_fits(capacity)) {
+      at::Tensor qkv = affine(x, in_proj_weight_, in_proj_bias_).contiguous();
+      at::Tensor heads = attnbench::mha::cuda_decode_attention(qkv, cache.k, cache.v, cache.position, cache.done, heads_);
+      return affine(heads, out_proj_weight_, out_proj_bias_);
+    }
+#endif
     at::Tensor qkv = affine(x, in_proj_weight_, in_proj_bias_).view({batch, 3, embed_dim_});
     cache.k.index_copy_(1, cache.position, qkv.select(1, 1).unsqueeze(1));
     cache.v.index_copy_(1, cache.position, qkv.select(1, 2).unsqueeze(1));

@@ -129,9 +129,15 @@ class ReservoirAttention final : public attnbench::Attention {
   at::Tensor step(const at::Tensor& u_t, attnbench::State& state) override {
     TORCH_CHECK(u_t.dim() == 2 && u_t.size(1) == embed_dim_, "reservoir: step expects (B, ", embed_dim_, "), got ", u_t.sizes());
     if (u_t.size(0) == 1 && u_t.is_cpu() && u_t.scalar_type() == at::kFloat) return step_one_cpu(u_t, state);
+    auto& s = attnbench::state_cast<ReservoirState>(state);
+#ifdef ATTNBENCH_WITH_CUDA
+    if (u_t.is_cuda() && in_size_ == embed_dim_ && attnbench::reservoir::cuda_recurrence_fits(size_)) {
+      auto fused = [&](const at::Tensor& in) { return attnbench::reservoir::cuda_fused_step(in.contiguous(), s.x, cuda_weights_); };
+      return cuda_graphs_ ? s.graph(u_t, fused) : fused(u_t);
+    }
+#endif
     auto eager = [&](const at::Tensor& in) { return forward(in.unsqueeze(0), state).squeeze(0); };
-    if (u_t.is_cuda() && cuda_graphs_) return attnbench::state_cast<ReservoirState>(state).graph(u_t, eager);
-    return eager(u_t);
+    return u_t.is_cuda() && cuda_graphs_ ? s.graph(u_t, eager) : eager(u_t);
   }
 
   int64_t state_bytes(const attnbench::State& state) const override {
@@ -236,6 +242,10 @@ class ReservoirAttention final : public attnbench::Attention {
       csr_values_ = at::from_blob(const_cast<float*>(w_.valuePtr()), {nnz}, at::kFloat).to(device_);
       Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> dense(w_.transpose());
       w_dense_t_ = at::from_blob(dense.data(), {size_, size_}, at::kFloat).to(device_);
+#ifdef ATTNBENCH_WITH_CUDA
+      cuda_weights_ = {win_bias_, win_input_, query_proj_dev_, ek_dev_, ev_dev_, csr_indptr_, csr_indices_, csr_values_,
+                       heads_, leak_};
+#endif
     }
   }
 
@@ -344,6 +354,9 @@ class ReservoirAttention final : public attnbench::Attention {
   at::Tensor csr_indptr_, csr_indices_, csr_values_;  // W on a non-CPU device
   at::Tensor w_dense_t_;                              // W^T dense there, for the per-token fallback
   at::Tensor pre_, query_, projected_;                  // step_one_cpu's buffers
+#ifdef ATTNBENCH_WITH_CUDA
+  attnbench::reservoir::CudaStepWeights cuda_weights_;
+#endif
   Eigen::VectorXf recurrent_, scores_;
 };
 

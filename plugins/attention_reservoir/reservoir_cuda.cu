@@ -1,9 +1,15 @@
-// The reservoir recurrence on CUDA. The sequential part of ReservoirAttention is a chain of tiny sparse
-// matrix-vector products; launched per token it costs a launch each (~20 ms for 256 tokens through torch
-// ops). Here one block per sequence keeps the state in shared memory and runs the time loop inside the
-// kernel, one launch for the whole sequence.
+// ReservoirAttention on CUDA.
+//
+// The sequential part is a chain of tiny sparse matrix-vector products; launched per token through torch
+// it costs ~20 ms for 256 tokens. esn_sequence_kernel runs a whole sequence in one launch: one block
+// per sequence, the state in shared memory, a warp per row of W, the time loop inside the kernel.
+// The streamed step is three kernels (projections, one recurrence step, readout) that a CUDA graph
+// replays, instead of about a dozen torch operators.
 #include "reservoir_cuda.h"
 
+#include "cuda_reduce.cuh"
+
+#include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -11,7 +17,11 @@
 namespace attnbench::reservoir {
 namespace {
 
+using attnbench::cuda::block_softmax;
+using attnbench::cuda::warp_sum;
+
 constexpr int64_t kMaxSharedBytes = 200 * 1024;  // under the H100's 227 KB opt-in limit
+constexpr int kThreads = 1024;
 
 __global__ void esn_sequence_kernel(const float* __restrict__ pre, float* __restrict__ x, float* __restrict__ states,
                                     const int64_t* __restrict__ indptr, const int64_t* __restrict__ indices,
@@ -21,19 +31,24 @@ __global__ void esn_sequence_kernel(const float* __restrict__ pre, float* __rest
   float* cur = shared;
   float* next = shared + n;
   const int64_t b = blockIdx.x;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) cur[i] = x[b * n + i];
   __syncthreads();
   for (int64_t t = 0; t < length; ++t) {
     const float* pre_t = pre + (t * batch + b) * n;
     float* out_t = states + (t * batch + b) * n;
-    for (int64_t r = threadIdx.x; r < n; r += blockDim.x) {
+    // A warp per row: lanes split the row's nonzeros, so long rows (large N) stay parallel.
+    for (int64_t r = warp; r < n; r += warps) {
       float acc = 0.f;
-      for (int64_t k = indptr[r]; k < indptr[r + 1]; ++k) acc += values[k] * cur[indices[k]];
-      const float v = (1.f - leak) * cur[r] + leak * tanhf(pre_t[r] + acc);
-      next[r] = v;
-      out_t[r] = v;
+      for (int64_t k = indptr[r] + lane; k < indptr[r + 1]; k += 32) acc += values[k] * cur[indices[k]];
+      acc = warp_sum(acc);
+      if (lane == 0) {
+        const float v = (1.f - leak) * cur[r] + leak * tanhf(pre_t[r] + acc);
+        next[r] = v;
+        out_t[r] = v;
+      }
     }
-    __syncthreads();  // every row of step t is written before any thread reads it in step t + 1
+    __syncthreads();  // every row of step t is written before any warp reads it in step t + 1
     float* swap = cur;
     cur = next;
     next = swap;
@@ -41,9 +56,65 @@ __global__ void esn_sequence_kernel(const float* __restrict__ pre, float* __rest
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) x[b * n + i] = cur[i];
 }
 
+// Rows [0, N) of the grid's warps: pre = Win_bias + Win_input u; rows [N, N + E): q = Wq u. One sequence
+// per grid row.
+template <typename T>
+__global__ void project_kernel(const T* __restrict__ u, const T* __restrict__ win_bias, const T* __restrict__ win_input,
+                               const T* __restrict__ query, float* __restrict__ pre, float* __restrict__ q, int64_t n,
+                               int64_t e) {
+  const int64_t b = blockIdx.y;
+  const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= n + e) return;
+  const T* w = row < n ? win_input + row * e : query + (row - n) * e;
+  const T* ub = u + b * e;
+  float acc = 0.f;
+  for (int64_t i = lane; i < e; i += 32) acc += static_cast<float>(w[i]) * static_cast<float>(ub[i]);
+  acc = warp_sum(acc);
+  if (lane != 0) return;
+  if (row < n) pre[b * n + row] = acc + static_cast<float>(win_bias[row]);
+  else q[b * e + row - n] = acc;
+}
+
+// One block per (head, sequence): scores over the N static keys, softmax, then the values weighted by
+// probability times state.
+template <typename T>
+__global__ void readout_kernel(const float* __restrict__ q, const float* __restrict__ x, const T* __restrict__ ek,
+                               const T* __restrict__ ev, T* __restrict__ out, int64_t n, int64_t e, int64_t dh,
+                               float scale) {
+  extern __shared__ float shared[];
+  float* scratch = shared;  // 32 floats for reductions
+  float* s = shared + 32;   // n scores
+  const int64_t h = blockIdx.x, b = blockIdx.y;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  const float* qh = q + b * e + h * dh;
+  for (int64_t r = warp; r < n; r += warps) {
+    const T* k = ek + r * e + h * dh;
+    float acc = 0.f;
+    for (int64_t d = lane; d < dh; d += 32) acc += qh[d] * static_cast<float>(k[d]);
+    acc = warp_sum(acc);
+    if (lane == 0) s[r] = acc * scale;
+  }
+  __syncthreads();
+  block_softmax(s, n, scratch);
+  for (int64_t r = threadIdx.x; r < n; r += blockDim.x) s[r] *= x[b * n + r];
+  __syncthreads();
+  for (int64_t d = threadIdx.x; d < dh; d += blockDim.x) {
+    float acc = 0.f;
+    for (int64_t r = 0; r < n; ++r) acc += s[r] * static_cast<float>(ev[r * e + h * dh + d]);
+    out[b * e + h * dh + d] = static_cast<T>(acc);
+  }
+}
+
+void set_shared_limit(const void* kernel, size_t bytes) {
+  if (bytes > 48 * 1024) {
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  }
+}
+
 }  // namespace
 
-bool cuda_recurrence_fits(int64_t size) { return 2 * size * static_cast<int64_t>(sizeof(float)) <= kMaxSharedBytes; }
+bool cuda_recurrence_fits(int64_t size) { return (2 * size + 32) * static_cast<int64_t>(sizeof(float)) <= kMaxSharedBytes; }
 
 void cuda_recurrence(const at::Tensor& pre, at::Tensor& x, at::Tensor& states, const at::Tensor& indptr,
                      const at::Tensor& indices, const at::Tensor& values, double leak) {
@@ -54,15 +125,39 @@ void cuda_recurrence(const at::Tensor& pre, at::Tensor& x, at::Tensor& states, c
   if (length == 0) return;
   const c10::cuda::CUDAGuard guard(pre.device());
   const size_t shared = static_cast<size_t>(2 * n) * sizeof(float);
-  if (shared > 48 * 1024) {
-    C10_CUDA_CHECK(cudaFuncSetAttribute(esn_sequence_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(shared)));
-  }
-  const int threads = static_cast<int>(std::min<int64_t>(1024, (n + 31) / 32 * 32));
-  esn_sequence_kernel<<<static_cast<unsigned>(batch), threads, shared, at::cuda::getCurrentCUDAStream()>>>(
+  set_shared_limit(reinterpret_cast<const void*>(esn_sequence_kernel), shared);
+  esn_sequence_kernel<<<static_cast<unsigned>(batch), kThreads, shared, at::cuda::getCurrentCUDAStream()>>>(
       pre.data_ptr<float>(), x.data_ptr<float>(), states.data_ptr<float>(), indptr.data_ptr<int64_t>(),
       indices.data_ptr<int64_t>(), values.data_ptr<float>(), length, batch, n, static_cast<float>(leak));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+at::Tensor cuda_fused_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& w) {
+  const int64_t batch = u.size(0), e = u.size(1), n = x.size(1), dh = e / w.heads;
+  TORCH_CHECK(u.is_contiguous() && w.win_input.size(1) == e, "cuda_fused_step: needs contiguous u and in_size == E");
+  const c10::cuda::CUDAGuard guard(u.device());
+  auto stream = at::cuda::getCurrentCUDAStream();
+  auto f32 = u.options().dtype(at::kFloat);
+  at::Tensor pre = at::empty({1, batch, n}, f32);
+  at::Tensor q = at::empty({batch, e}, f32);
+  at::Tensor out = at::empty({batch, e}, u.options());
+  at::Tensor states = at::empty({1, batch, n}, f32);
+  const int warps_per_block = 8;
+  const dim3 project_grid(static_cast<unsigned>((n + e + warps_per_block - 1) / warps_per_block), static_cast<unsigned>(batch));
+  const size_t readout_shared = static_cast<size_t>(n + 32) * sizeof(float);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "reservoir_fused_step", [&] {
+    project_kernel<scalar_t><<<project_grid, warps_per_block * 32, 0, stream>>>(
+        u.data_ptr<scalar_t>(), w.win_bias.data_ptr<scalar_t>(), w.win_input.data_ptr<scalar_t>(),
+        w.query.data_ptr<scalar_t>(), pre.data_ptr<float>(), q.data_ptr<float>(), n, e);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cuda_recurrence(pre, x, states, w.indptr, w.indices, w.values, w.leak);
+    set_shared_limit(reinterpret_cast<const void*>(readout_kernel<scalar_t>), readout_shared);
+    readout_kernel<scalar_t><<<dim3(static_cast<unsigned>(w.heads), static_cast<unsigned>(batch)), 256, readout_shared, stream>>>(
+        q.data_ptr<float>(), x.data_ptr<float>(), w.ek.data_ptr<scalar_t>(), w.ev.data_ptr<scalar_t>(),
+        out.data_ptr<scalar_t>(), n, e, dh, 1.f / sqrtf(static_cast<float>(dh)));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
 }
 
 }  // namespace attnbench::reservoir

@@ -1,4 +1,4 @@
-// The reservoir recurrence on CUDA: a whole sequence in one launch (see reservoir_cuda.cu).
+// ReservoirAttention on CUDA: the recurrence of a whole sequence in one launch, and a fused step.
 #pragma once
 
 #ifdef ATTNBENCH_WITH_CUDA
@@ -6,13 +6,25 @@
 
 namespace attnbench::reservoir {
 
-// Whether N fits the kernel's shared-memory state (two copies of N floats).
+// Whether N fits the kernels' shared-memory state.
 bool cuda_recurrence_fits(int64_t size);
 
 // pre: (L, B, N) float32 contiguous; x: (B, N) float32, advanced in place; states: (L, B, N) out.
 // W in CSR (int64 indptr/indices, float32 values), all on the same CUDA device.
 void cuda_recurrence(const at::Tensor& pre, at::Tensor& x, at::Tensor& states, const at::Tensor& indptr,
                      const at::Tensor& indices, const at::Tensor& values, double leak);
+
+struct CudaStepWeights {
+  at::Tensor win_bias, win_input, query, ek, ev;  // (N), (N, E), (E, E), (N, E), (N, E) in the compute dtype
+  at::Tensor indptr, indices, values;             // W in CSR
+  int64_t heads = 0;
+  double leak = 0;
+};
+
+// One token for B sequences in three launches (both projections, the recurrence, the attention
+// readout), for a CUDA graph to replay: u (B, E) in the compute dtype, x (B, N) float32 advanced in
+// place. Returns (B, E). Requires in_size == E.
+at::Tensor cuda_fused_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& w);
 
 }  // namespace attnbench::reservoir
 #endif

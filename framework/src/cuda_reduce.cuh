@@ -1,0 +1,47 @@
+// Warp and block reductions shared by the built-in plugins' CUDA kernels.
+#pragma once
+
+#include <cuda_runtime.h>
+
+namespace attnbench::cuda {
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// Sum or max of one value per thread over the whole block; every thread gets the result. `scratch`
+// holds 32 floats of shared memory; blockDim.x must be a multiple of 32.
+template <bool kMax>
+__device__ float block_reduce(float v, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  v = kMax ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous reduction
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : (kMax ? -INFINITY : 0.f);
+  return kMax ? warp_max(v) : warp_sum(v);
+}
+
+// In place over s[0, n): s <- exp(s - max) / sum. Call with the whole block.
+__device__ inline void block_softmax(float* s, long long n, float* scratch) {
+  float m = -INFINITY;
+  for (long long i = threadIdx.x; i < n; i += blockDim.x) m = fmaxf(m, s[i]);
+  m = block_reduce<true>(m, scratch);
+  float total = 0.f;
+  for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+    s[i] = expf(s[i] - m);
+    total += s[i];
+  }
+  total = block_reduce<false>(total, scratch);
+  const float inv = 1.f / total;
+  for (long long i = threadIdx.x; i < n; i += blockDim.x) s[i] *= inv;
+  __syncthreads();
+}
+
+}  // namespace attnbench::cuda
