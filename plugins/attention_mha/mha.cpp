@@ -103,10 +103,6 @@ class MultiheadAttention final : public attnbench::Attention {
     auto opts = at::TensorOptions().device(device_).dtype(dtype_);
     cache->k = at::empty({batch, capacity, embed_dim_}, opts);
     cache->v = at::empty({batch, capacity, embed_dim_}, opts);
-    if (device_.is_cuda()) {
-      cache->position = at::zeros({1}, opts.dtype(at::kLong));
-      cache->done = at::zeros({1}, opts.dtype(at::kInt));
-    }
     return cache;
   }
 
@@ -134,6 +130,10 @@ class MultiheadAttention final : public attnbench::Attention {
     if (x_t.size(0) == 1 && x_t.is_cpu() && x_t.scalar_type() == at::kFloat) return step_one_cpu(x_t, state);
     if (!x_t.is_cuda() || !cuda_graphs_) return forward(x_t.unsqueeze(0), state).squeeze(0);
     auto& cache = attnbench::state_cast<KvCache>(state);
+    if (!cache.position.defined()) {  // made on first use, so forward-only work (prefix recompute) skips it
+      cache.position = at::full({1}, cache.length, x_t.options().dtype(at::kLong));
+      cache.done = at::zeros({1}, x_t.options().dtype(at::kInt));
+    }
     if (reserve(cache, cache.length + 1)) cache.graph.reset();
     at::Tensor out = cache.graph(x_t, [&](const at::Tensor& in) { return step_static(in, cache); });
     cache.length += 1;  // host-side twin of the position the graph advanced
@@ -200,7 +200,7 @@ class MultiheadAttention final : public attnbench::Attention {
   at::Tensor step_static(const at::Tensor& x, KvCache& cache) const {
     const int64_t batch = x.size(0), capacity = cache.k.size(1);
 #ifdef ATTNBENCH_WITH_CUDA
-    if (attnbench::mha::cuda_decode_fits(capacity)) {
+    if (attnbench::mha::cuda_decode_fits(capacity, head_dim_)) {
       at::Tensor qkv = affine(x, in_proj_weight_, in_proj_bias_).contiguous();
       at::Tensor heads = attnbench::mha::cuda_decode_attention(qkv, cache.k, cache.v, cache.position, cache.done, heads_);
       return affine(heads, out_proj_weight_, out_proj_bias_);

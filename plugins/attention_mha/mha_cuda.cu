@@ -17,6 +17,7 @@ using attnbench::cuda::block_softmax;
 using attnbench::cuda::warp_sum;
 
 constexpr int64_t kMaxSharedBytes = 200 * 1024;
+constexpr int kThreads = 256;
 
 // One block per (head, sequence).
 template <typename T>
@@ -46,9 +47,17 @@ __global__ void decode_kernel(const T* __restrict__ qkv, T* __restrict__ k_cache
   }
   __syncthreads();
   block_softmax(s, pos + 1, scratch);
+  // Values weighted by probability: warps split the tokens, lanes the head's columns.
+  float* partial = s + capacity;
+  for (int64_t d = lane; d < dh; d += 32) {
+    float acc = 0.f;
+    for (int64_t j = warp; j <= pos; j += warps) acc += s[j] * static_cast<float>(v_rows[j * e + d]);
+    partial[warp * dh + d] = acc;
+  }
+  __syncthreads();
   for (int64_t d = threadIdx.x; d < dh; d += blockDim.x) {
     float acc = 0.f;
-    for (int64_t j = 0; j <= pos; ++j) acc += s[j] * static_cast<float>(v_rows[j * e + d]);
+    for (int w = 0; w < warps; ++w) acc += partial[w * dh + d];
     out[b * e + h * dh + d] = static_cast<T>(acc);
   }
   // The last block to finish advances the position: every block has read it by then.
@@ -64,22 +73,24 @@ __global__ void decode_kernel(const T* __restrict__ qkv, T* __restrict__ k_cache
 
 }  // namespace
 
-bool cuda_decode_fits(int64_t capacity) { return (capacity + 32) * static_cast<int64_t>(sizeof(float)) <= kMaxSharedBytes; }
+bool cuda_decode_fits(int64_t capacity, int64_t head_dim) {
+  return (32 + capacity + kThreads / 32 * head_dim) * static_cast<int64_t>(sizeof(float)) <= kMaxSharedBytes;
+}
 
 at::Tensor cuda_decode_attention(const at::Tensor& qkv, at::Tensor& k_cache, at::Tensor& v_cache, at::Tensor& position,
                                  at::Tensor& done, int64_t heads) {
   const int64_t batch = qkv.size(0), e = qkv.size(1) / 3, capacity = k_cache.size(1), dh = e / heads;
   TORCH_CHECK(qkv.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous(), "cuda_decode_attention: contiguous inputs");
-  TORCH_CHECK(cuda_decode_fits(capacity), "cuda_decode_attention: capacity ", capacity, " exceeds shared memory");
+  TORCH_CHECK(cuda_decode_fits(capacity, dh), "cuda_decode_attention: capacity ", capacity, " exceeds shared memory");
   const c10::cuda::CUDAGuard guard(qkv.device());
   at::Tensor out = at::empty({batch, e}, qkv.options());
-  const size_t shared = static_cast<size_t>(capacity + 32) * sizeof(float);
+  const size_t shared = static_cast<size_t>(32 + capacity + kThreads / 32 * dh) * sizeof(float);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, qkv.scalar_type(), "mha_decode", [&] {
     if (shared > 48 * 1024) {
       C10_CUDA_CHECK(cudaFuncSetAttribute(decode_kernel<scalar_t>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(shared)));
     }
-    decode_kernel<scalar_t><<<dim3(static_cast<unsigned>(heads), static_cast<unsigned>(batch)), 256, shared,
+    decode_kernel<scalar_t><<<dim3(static_cast<unsigned>(heads), static_cast<unsigned>(batch)), kThreads, shared,
                               at::cuda::getCurrentCUDAStream()>>>(
         qkv.data_ptr<scalar_t>(), k_cache.data_ptr<scalar_t>(), v_cache.data_ptr<scalar_t>(),
         position.data_ptr<int64_t>(), reinterpret_cast<unsigned*>(done.data_ptr<int32_t>()), out.data_ptr<scalar_t>(),

@@ -6,8 +6,8 @@
 
 namespace attnbench::mha {
 
-// Whether a cache of `capacity` tokens fits the kernel's shared-memory scores.
-bool cuda_decode_fits(int64_t capacity);
+// Whether a cache of `capacity` tokens and heads of `head_dim` fit the kernel's shared memory.
+bool cuda_decode_fits(int64_t capacity, int64_t head_dim);
 
 // qkv: (B, 3E) projections of one token per sequence; k_cache, v_cache: (B, capacity, E); position: one
 // int64 on the device, the number of cached tokens; done: one int32 on the device, zero between calls.

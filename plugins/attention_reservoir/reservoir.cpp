@@ -131,7 +131,7 @@ class ReservoirAttention final : public attnbench::Attention {
     if (u_t.size(0) == 1 && u_t.is_cpu() && u_t.scalar_type() == at::kFloat) return step_one_cpu(u_t, state);
     auto& s = attnbench::state_cast<ReservoirState>(state);
 #ifdef ATTNBENCH_WITH_CUDA
-    if (u_t.is_cuda() && in_size_ == embed_dim_ && attnbench::reservoir::cuda_recurrence_fits(size_)) {
+    if (u_t.is_cuda() && in_size_ == embed_dim_ && attnbench::reservoir::cuda_step_fits(size_, head_dim_)) {
       auto fused = [&](const at::Tensor& in) { return attnbench::reservoir::cuda_fused_step(in.contiguous(), s.x, cuda_weights_); };
       return cuda_graphs_ ? s.graph(u_t, fused) : fused(u_t);
     }

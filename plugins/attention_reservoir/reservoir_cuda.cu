@@ -22,33 +22,56 @@ using attnbench::cuda::warp_sum;
 
 constexpr int64_t kMaxSharedBytes = 200 * 1024;  // under the H100's 227 KB opt-in limit
 constexpr int kThreads = 1024;
+constexpr int kReadoutThreads = 256;
 
+// kStage: the CSR arrays are copied into shared memory first (small W), so the time loop reads no
+// global memory but `pre`. kWarpPerRow: lanes split a row's nonzeros (long rows, large N); otherwise a
+// thread per row, which wastes nothing when rows hold a handful of nonzeros.
+template <bool kStage, bool kWarpPerRow>
 __global__ void esn_sequence_kernel(const float* __restrict__ pre, float* __restrict__ x, float* __restrict__ states,
                                     const int64_t* __restrict__ indptr, const int64_t* __restrict__ indices,
                                     const float* __restrict__ values, int64_t length, int64_t batch, int64_t n,
-                                    float leak) {
+                                    int64_t nnz, float leak) {
   extern __shared__ float shared[];
   float* cur = shared;
   float* next = shared + n;
+  const int64_t* ptr = indptr;
+  const int64_t* idx = indices;
+  const float* val = values;
+  if (kStage) {
+    auto* s_ptr = reinterpret_cast<int64_t*>(shared + 2 * n + (n % 2));  // 8-byte aligned
+    int64_t* s_idx = s_ptr + n + 1;
+    auto* s_val = reinterpret_cast<float*>(s_idx + nnz);
+    for (int64_t i = threadIdx.x; i <= n; i += blockDim.x) s_ptr[i] = indptr[i];
+    for (int64_t i = threadIdx.x; i < nnz; i += blockDim.x) {
+      s_idx[i] = indices[i];
+      s_val[i] = values[i];
+    }
+    ptr = s_ptr;
+    idx = s_idx;
+    val = s_val;
+  }
   const int64_t b = blockIdx.x;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  const int lane = kWarpPerRow ? threadIdx.x % 32 : 0;
+  const int64_t first = kWarpPerRow ? threadIdx.x / 32 : threadIdx.x;
+  const int64_t stride = kWarpPerRow ? blockDim.x / 32 : blockDim.x;
+  const int64_t k_step = kWarpPerRow ? 32 : 1;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) cur[i] = x[b * n + i];
   __syncthreads();
   for (int64_t t = 0; t < length; ++t) {
     const float* pre_t = pre + (t * batch + b) * n;
     float* out_t = states + (t * batch + b) * n;
-    // A warp per row: lanes split the row's nonzeros, so long rows (large N) stay parallel.
-    for (int64_t r = warp; r < n; r += warps) {
+    for (int64_t r = first; r < n; r += stride) {
       float acc = 0.f;
-      for (int64_t k = indptr[r] + lane; k < indptr[r + 1]; k += 32) acc += values[k] * cur[indices[k]];
-      acc = warp_sum(acc);
+      for (int64_t k = ptr[r] + lane; k < ptr[r + 1]; k += k_step) acc += val[k] * cur[idx[k]];
+      if (kWarpPerRow) acc = warp_sum(acc);
       if (lane == 0) {
         const float v = (1.f - leak) * cur[r] + leak * tanhf(pre_t[r] + acc);
         next[r] = v;
         out_t[r] = v;
       }
     }
-    __syncthreads();  // every row of step t is written before any warp reads it in step t + 1
+    __syncthreads();  // every row of step t is written before any thread reads it in step t + 1
     float* swap = cur;
     cur = next;
     next = swap;
@@ -76,6 +99,26 @@ __global__ void project_kernel(const T* __restrict__ u, const T* __restrict__ wi
   else q[b * e + row - n] = acc;
 }
 
+// out[d] = sum_r weight[r] * rows[r * row_stride + d] for d < dh, with the whole block: warps split the
+// rows, lanes the columns (coalesced, independent loads), partial sums (warps x dh floats of `partial`)
+// meet in shared memory.
+template <typename T>
+__device__ void weighted_rows(const float* weight, const T* rows, int64_t n, int64_t row_stride, int64_t dh,
+                              float* partial, T* out) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  for (int64_t d = lane; d < dh; d += 32) {
+    float acc = 0.f;
+    for (int64_t r = warp; r < n; r += warps) acc += weight[r] * static_cast<float>(rows[r * row_stride + d]);
+    partial[warp * dh + d] = acc;
+  }
+  __syncthreads();
+  for (int64_t d = threadIdx.x; d < dh; d += blockDim.x) {
+    float acc = 0.f;
+    for (int w = 0; w < warps; ++w) acc += partial[w * dh + d];
+    out[d] = static_cast<T>(acc);
+  }
+}
+
 // One block per (head, sequence): scores over the N static keys, softmax, then the values weighted by
 // probability times state.
 template <typename T>
@@ -99,11 +142,7 @@ __global__ void readout_kernel(const float* __restrict__ q, const float* __restr
   block_softmax(s, n, scratch);
   for (int64_t r = threadIdx.x; r < n; r += blockDim.x) s[r] *= x[b * n + r];
   __syncthreads();
-  for (int64_t d = threadIdx.x; d < dh; d += blockDim.x) {
-    float acc = 0.f;
-    for (int64_t r = 0; r < n; ++r) acc += s[r] * static_cast<float>(ev[r * e + h * dh + d]);
-    out[b * e + h * dh + d] = static_cast<T>(acc);
-  }
+  weighted_rows(s, ev + h * dh, n, e, dh, s + n, out + b * e + h * dh);
 }
 
 void set_shared_limit(const void* kernel, size_t bytes) {
@@ -114,7 +153,12 @@ void set_shared_limit(const void* kernel, size_t bytes) {
 
 }  // namespace
 
-bool cuda_recurrence_fits(int64_t size) { return (2 * size + 32) * static_cast<int64_t>(sizeof(float)) <= kMaxSharedBytes; }
+bool cuda_recurrence_fits(int64_t size) { return 2 * size * static_cast<int64_t>(sizeof(float)) <= kMaxSharedBytes; }
+
+bool cuda_step_fits(int64_t size, int64_t head_dim) {
+  return cuda_recurrence_fits(size) &&
+         (32 + size + kReadoutThreads / 32 * head_dim) * static_cast<int64_t>(sizeof(float)) <= kMaxSharedBytes;
+}
 
 void cuda_recurrence(const at::Tensor& pre, at::Tensor& x, at::Tensor& states, const at::Tensor& indptr,
                      const at::Tensor& indices, const at::Tensor& values, double leak) {
@@ -124,11 +168,22 @@ void cuda_recurrence(const at::Tensor& pre, at::Tensor& x, at::Tensor& states, c
   TORCH_CHECK(cuda_recurrence_fits(n), "cuda_recurrence: N=", n, " exceeds the shared-memory state");
   if (length == 0) return;
   const c10::cuda::CUDAGuard guard(pre.device());
-  const size_t shared = static_cast<size_t>(2 * n) * sizeof(float);
-  set_shared_limit(reinterpret_cast<const void*>(esn_sequence_kernel), shared);
-  esn_sequence_kernel<<<static_cast<unsigned>(batch), kThreads, shared, at::cuda::getCurrentCUDAStream()>>>(
-      pre.data_ptr<float>(), x.data_ptr<float>(), states.data_ptr<float>(), indptr.data_ptr<int64_t>(),
-      indices.data_ptr<int64_t>(), values.data_ptr<float>(), length, batch, n, static_cast<float>(leak));
+  const int64_t nnz = values.numel();
+  const size_t state_bytes = static_cast<size_t>(2 * n + 1) * sizeof(float);
+  const size_t staged_bytes = state_bytes + static_cast<size_t>(n + 1 + nnz) * sizeof(int64_t) + nnz * sizeof(float);
+  const bool stage = static_cast<int64_t>(staged_bytes) <= kMaxSharedBytes;
+  const bool warp_per_row = nnz >= 8 * n;  // rows of 8+ nonzeros on average
+  const size_t shared = stage ? staged_bytes : state_bytes;
+  auto launch = [&](auto kernel) {
+    set_shared_limit(reinterpret_cast<const void*>(kernel), shared);
+    kernel<<<static_cast<unsigned>(batch), kThreads, shared, at::cuda::getCurrentCUDAStream()>>>(
+        pre.data_ptr<float>(), x.data_ptr<float>(), states.data_ptr<float>(), indptr.data_ptr<int64_t>(),
+        indices.data_ptr<int64_t>(), values.data_ptr<float>(), length, batch, n, nnz, static_cast<float>(leak));
+  };
+  if (stage && warp_per_row) launch(esn_sequence_kernel<true, true>);
+  else if (stage) launch(esn_sequence_kernel<true, false>);
+  else if (warp_per_row) launch(esn_sequence_kernel<false, true>);
+  else launch(esn_sequence_kernel<false, false>);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -144,7 +199,7 @@ at::Tensor cuda_fused_step(const at::Tensor& u, at::Tensor& x, const CudaStepWei
   at::Tensor states = at::empty({1, batch, n}, f32);
   const int warps_per_block = 8;
   const dim3 project_grid(static_cast<unsigned>((n + e + warps_per_block - 1) / warps_per_block), static_cast<unsigned>(batch));
-  const size_t readout_shared = static_cast<size_t>(n + 32) * sizeof(float);
+  const size_t readout_shared = static_cast<size_t>(32 + n + kReadoutThreads / 32 * dh) * sizeof(float);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "reservoir_fused_step", [&] {
     project_kernel<scalar_t><<<project_grid, warps_per_block * 32, 0, stream>>>(
         u.data_ptr<scalar_t>(), w.win_bias.data_ptr<scalar_t>(), w.win_input.data_ptr<scalar_t>(),
@@ -152,7 +207,7 @@ at::Tensor cuda_fused_step(const at::Tensor& u, at::Tensor& x, const CudaStepWei
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     cuda_recurrence(pre, x, states, w.indptr, w.indices, w.values, w.leak);
     set_shared_limit(reinterpret_cast<const void*>(readout_kernel<scalar_t>), readout_shared);
-    readout_kernel<scalar_t><<<dim3(static_cast<unsigned>(w.heads), static_cast<unsigned>(batch)), 256, readout_shared, stream>>>(
+    readout_kernel<scalar_t><<<dim3(static_cast<unsigned>(w.heads), static_cast<unsigned>(batch)), kReadoutThreads, readout_shared, stream>>>(
         q.data_ptr<float>(), x.data_ptr<float>(), w.ek.data_ptr<scalar_t>(), w.ev.data_ptr<scalar_t>(),
         out.data_ptr<scalar_t>(), n, e, dh, 1.f / sqrtf(static_cast<float>(dh)));
     C10_CUDA_KERNEL_LAUNCH_CHECK();

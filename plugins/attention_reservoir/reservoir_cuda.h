@@ -6,8 +6,9 @@
 
 namespace attnbench::reservoir {
 
-// Whether N fits the kernels' shared-memory state.
+// Whether N fits the recurrence kernel's shared-memory state, and N and Dh the fused step's.
 bool cuda_recurrence_fits(int64_t size);
+bool cuda_step_fits(int64_t size, int64_t head_dim);
 
 // pre: (L, B, N) float32 contiguous; x: (B, N) float32, advanced in place; states: (L, B, N) out.
 // W in CSR (int64 indptr/indices, float32 values), all on the same CUDA device.
