@@ -44,4 +44,24 @@ __device__ inline void block_softmax(float* s, long long n, float* scratch) {
   __syncthreads();
 }
 
+// out[d] = sum_r weight[r] * rows[r * row_stride + d] for d < dh, with the whole block: warps split the
+// rows, lanes the columns (coalesced, independent loads), partial sums (warps x dh floats of `partial`)
+// meet in shared memory.
+template <typename T>
+__device__ void weighted_rows(const float* weight, const T* rows, int64_t n, int64_t row_stride, int64_t dh,
+                              float* partial, T* out) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  for (int64_t d = lane; d < dh; d += 32) {
+    float acc = 0.f;
+    for (int64_t r = warp; r < n; r += warps) acc += weight[r] * static_cast<float>(rows[r * row_stride + d]);
+    partial[warp * dh + d] = acc;
+  }
+  __syncthreads();
+  for (int64_t d = threadIdx.x; d < dh; d += blockDim.x) {
+    float acc = 0.f;
+    for (int w = 0; w < warps; ++w) acc += partial[w * dh + d];
+    out[d] = static_cast<T>(acc);
+  }
+}
+
 }  // namespace attnbench::cuda

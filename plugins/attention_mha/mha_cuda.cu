@@ -15,6 +15,7 @@ namespace {
 
 using attnbench::cuda::block_softmax;
 using attnbench::cuda::warp_sum;
+using attnbench::cuda::weighted_rows;
 
 constexpr int64_t kMaxSharedBytes = 200 * 1024;
 constexpr int kThreads = 256;
@@ -47,19 +48,7 @@ __global__ void decode_kernel(const T* __restrict__ qkv, T* __restrict__ k_cache
   }
   __syncthreads();
   block_softmax(s, pos + 1, scratch);
-  // Values weighted by probability: warps split the tokens, lanes the head's columns.
-  float* partial = s + capacity;
-  for (int64_t d = lane; d < dh; d += 32) {
-    float acc = 0.f;
-    for (int64_t j = warp; j <= pos; j += warps) acc += s[j] * static_cast<float>(v_rows[j * e + d]);
-    partial[warp * dh + d] = acc;
-  }
-  __syncthreads();
-  for (int64_t d = threadIdx.x; d < dh; d += blockDim.x) {
-    float acc = 0.f;
-    for (int w = 0; w < warps; ++w) acc += partial[w * dh + d];
-    out[b * e + h * dh + d] = static_cast<T>(acc);
-  }
+  weighted_rows(s, v_rows, pos + 1, e, dh, s + capacity, out + b * e + h * dh);
   // The last block to finish advances the position: every block has read it by then.
   __syncthreads();
   if (threadIdx.x == 0) {

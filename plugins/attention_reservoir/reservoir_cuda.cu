@@ -19,6 +19,7 @@ namespace {
 
 using attnbench::cuda::block_softmax;
 using attnbench::cuda::warp_sum;
+using attnbench::cuda::weighted_rows;
 
 constexpr int64_t kMaxSharedBytes = 200 * 1024;  // under the H100's 227 KB opt-in limit
 constexpr int kThreads = 1024;
@@ -39,7 +40,7 @@ __global__ void esn_sequence_kernel(const float* __restrict__ pre, float* __rest
   const int64_t* idx = indices;
   const float* val = values;
   if (kStage) {
-    auto* s_ptr = reinterpret_cast<int64_t*>(shared + 2 * n + (n % 2));  // 8-byte aligned
+    auto* s_ptr = reinterpret_cast<int64_t*>(shared + 2 * n);  // 2n floats keep it 8-byte aligned
     int64_t* s_idx = s_ptr + n + 1;
     auto* s_val = reinterpret_cast<float*>(s_idx + nnz);
     for (int64_t i = threadIdx.x; i <= n; i += blockDim.x) s_ptr[i] = indptr[i];
@@ -99,26 +100,6 @@ __global__ void project_kernel(const T* __restrict__ u, const T* __restrict__ wi
   else q[b * e + row - n] = acc;
 }
 
-// out[d] = sum_r weight[r] * rows[r * row_stride + d] for d < dh, with the whole block: warps split the
-// rows, lanes the columns (coalesced, independent loads), partial sums (warps x dh floats of `partial`)
-// meet in shared memory.
-template <typename T>
-__device__ void weighted_rows(const float* weight, const T* rows, int64_t n, int64_t row_stride, int64_t dh,
-                              float* partial, T* out) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  for (int64_t d = lane; d < dh; d += 32) {
-    float acc = 0.f;
-    for (int64_t r = warp; r < n; r += warps) acc += weight[r] * static_cast<float>(rows[r * row_stride + d]);
-    partial[warp * dh + d] = acc;
-  }
-  __syncthreads();
-  for (int64_t d = threadIdx.x; d < dh; d += blockDim.x) {
-    float acc = 0.f;
-    for (int w = 0; w < warps; ++w) acc += partial[w * dh + d];
-    out[d] = static_cast<T>(acc);
-  }
-}
-
 // One block per (head, sequence): scores over the N static keys, softmax, then the values weighted by
 // probability times state.
 template <typename T>
@@ -169,7 +150,7 @@ void cuda_recurrence(const at::Tensor& pre, at::Tensor& x, at::Tensor& states, c
   if (length == 0) return;
   const c10::cuda::CUDAGuard guard(pre.device());
   const int64_t nnz = values.numel();
-  const size_t state_bytes = static_cast<size_t>(2 * n + 1) * sizeof(float);
+  const size_t state_bytes = static_cast<size_t>(2 * n) * sizeof(float);
   const size_t staged_bytes = state_bytes + static_cast<size_t>(n + 1 + nnz) * sizeof(int64_t) + nnz * sizeof(float);
   const bool stage = static_cast<int64_t>(staged_bytes) <= kMaxSharedBytes;
   const bool warp_per_row = nnz >= 8 * n;  // rows of 8+ nonzeros on average
