@@ -18,7 +18,9 @@ echo "build: $(( $(date +%s) - start )) s"
 (cd build-gpu && ctest --output-on-failure --parallel 4 --timeout 600 > "$out/ctest.log" 2>&1) || true
 grep -E "tests passed|Failed|\*\*\*" "$out/ctest.log" | tail -15 || true
 if [[ "${ATTNBENCH_SKIP_BENCH:-0}" != 1 ]]; then
-  ./build-gpu/runner configs/bench_cuda.yaml --results "$out/bench_cuda.jsonl" --force > "$out/bench_cuda.txt" 2>&1 || true
+  # ATTNBENCH_BENCH_ARGS: extra runner options, e.g. --filter 'seq_len=256 amp=false'
+  ./build-gpu/runner configs/bench_cuda.yaml --results "$out/bench_cuda.jsonl" --force ${ATTNBENCH_BENCH_ARGS:-} \
+    > "$out/bench_cuda.txt" 2>&1 || true
   tail -30 "$out/bench_cuda.txt"
   python3 scripts/bench_table.py "$out/bench_cuda.jsonl" | tee "$out/bench_cuda.md"
 fi

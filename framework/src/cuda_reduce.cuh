@@ -3,6 +3,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 namespace attnbench::cuda {
 
 __device__ __forceinline__ float warp_sum(float v) {

@@ -21,6 +21,7 @@ options:
   --force              rerun cells already present in the results file
   --results FILE       write results to FILE instead of the study's output.results
   --save-outputs DIR   save each cell's input, forward, step and prefix outputs as .safetensors
+  --filter REGEX       run only the cells whose line in --dry-run matches REGEX (ECMAScript)
   --list-plugins       list the plugins found (ATTNBENCH_PLUGIN_PATH, build and install trees)
   -h, --help           this text
 
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   bool dry_run = false;
   std::string results;
+  std::string filter;
   attnbench::RunOptions options;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -78,6 +80,8 @@ int main(int argc, char** argv) {
       options.force = true;
     } else if (arg == "--results") {
       results = value();
+    } else if (arg == "--filter") {
+      filter = value();
     } else if (arg == "--save-outputs") {
       options.save_outputs_dir = value();
     } else if (!arg.empty() && arg[0] == '-') {
@@ -97,6 +101,7 @@ int main(int argc, char** argv) {
   try {
     attnbench::Study study = attnbench::load_study(study_path, attnbench::plugin_aware_options(overrides));
     if (!results.empty()) study.results_path = results;
+    if (!filter.empty()) attnbench::filter_cells(study, filter);
     if (dry_run) {
       attnbench::print_cells(study, std::cout);
       return 0;

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <regex>
 
 namespace attnbench {
 namespace {
@@ -48,6 +49,10 @@ std::string axes_text(const Cell& cell) {
     out += fmt::format(" {}={}", dot == std::string::npos ? axis : axis.substr(dot + 1), value);
   }
   return out;
+}
+
+std::string cell_line(const Cell& cell) {
+  return fmt::format("{:>4}  {}  {:<20}{}", cell.index + 1, cell.hash, cell.label, axes_text(cell));
 }
 
 // Embeddings are the costly, shared input of many cells: computed once per distinct data section.
@@ -262,10 +267,23 @@ LoadOptions plugin_aware_options(std::vector<std::string> overrides) {
 }
 
 void print_cells(const Study& study, std::ostream& out) {
-  for (const Cell& cell : study.cells) {
-    fmt::print(out, "{:>4}  {}  {:<20}{}\n", cell.index + 1, cell.hash, cell.label, axes_text(cell));
-  }
+  for (const Cell& cell : study.cells) fmt::print(out, "{}\n", cell_line(cell));
   fmt::print(out, "{} cells\n", study.cells.size());
+}
+
+void filter_cells(Study& study, const std::string& pattern) {
+  std::regex re;
+  try {
+    re = std::regex(pattern);
+  } catch (const std::regex_error& e) {
+    throw ConfigError(fmt::format("--filter '{}': not a valid regular expression ({})", pattern, e.what()));
+  }
+  std::vector<Cell> kept;
+  for (Cell& cell : study.cells) {
+    if (std::regex_search(cell_line(cell), re)) kept.push_back(std::move(cell));
+  }
+  if (kept.empty()) throw ConfigError(fmt::format("--filter '{}' matches none of the {} cells", pattern, study.cells.size()));
+  study.cells = std::move(kept);
 }
 
 int run_study(const Study& study, const RunOptions& options, std::ostream& out) {
@@ -290,19 +308,20 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
   std::vector<nlohmann::json> summary;
   bool any_error = false;
   const auto start = Clock::now();
-  size_t ran = 0;
+  size_t ran = 0, position = 0;
   const size_t total = study.cells.size();
   for (const Cell& cell : study.cells) {
+    ++position;
     std::string label_text = cell.label + axes_text(cell);
     auto done = results.done().find(cell.hash);
     if (done != results.done().end() && !options.force) {
-      fmt::print(out, "[{}/{}] {}: already in {} ({}), skipped; --force reruns it\n", cell.index + 1, total,
+      fmt::print(out, "[{}/{}] {}: already in {} ({}), skipped; --force reruns it\n", position, total,
                  label_text, study.results_path, done->second);
       continue;
     }
     double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-    std::string eta = ran > 0 ? fmt::format(", ETA {:.0f} s", elapsed / ran * static_cast<double>(total - cell.index)) : "";
-    fmt::print(out, "\n[{}/{}] {} (elapsed {:.0f} s{})\n", cell.index + 1, total, label_text, elapsed, eta);
+    std::string eta = ran > 0 ? fmt::format(", ETA {:.0f} s", elapsed / ran * static_cast<double>(total - position + 1)) : "";
+    fmt::print(out, "\n[{}/{}] {} (elapsed {:.0f} s{})\n", position, total, label_text, elapsed, eta);
     out.flush();
 
     nlohmann::json line = {{"schema_version", kResultsSchemaVersion},

@@ -22,4 +22,8 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out);
 // Human-readable list of a study's cells, as --dry-run prints it.
 void print_cells(const Study& study, std::ostream& out);
 
+// Keeps the cells whose --dry-run line matches `pattern` (ECMAScript regex, searched); indices keep
+// their place in the full study. Throws ConfigError for a bad pattern or when nothing matches.
+void filter_cells(Study& study, const std::string& pattern);
+
 }  // namespace attnbench
