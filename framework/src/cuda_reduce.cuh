@@ -47,16 +47,27 @@ __device__ inline void block_softmax(float* s, long long n, float* scratch) {
 }
 
 // out[d] = sum_r weight[r] * rows[r * row_stride + d] for d < dh, with the whole block: warps split the
-// rows, lanes the columns (coalesced, independent loads), partial sums (warps x dh floats of `partial`)
-// meet in shared memory.
+// rows, each lane holds up to kCols columns in registers so a row's loads are all in flight at once,
+// and the warps' partial sums (warps x dh floats of `partial`) meet in shared memory.
 template <typename T>
 __device__ void weighted_rows(const float* weight, const T* rows, int64_t n, int64_t row_stride, int64_t dh,
                               float* partial, T* out) {
+  constexpr int kCols = 8;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  for (int64_t d = lane; d < dh; d += 32) {
-    float acc = 0.f;
-    for (int64_t r = warp; r < n; r += warps) acc += weight[r] * static_cast<float>(rows[r * row_stride + d]);
-    partial[warp * dh + d] = acc;
+  for (int64_t d0 = 0; d0 < dh; d0 += 32 * kCols) {
+    float acc[kCols] = {};
+    for (int64_t r = warp; r < n; r += warps) {
+      const float w = weight[r];
+      const T* row = rows + r * row_stride + d0 + lane;
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) {
+        if (d0 + lane + 32 * c < dh) acc[c] += w * static_cast<float>(row[32 * c]);
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) {
+      if (d0 + lane + 32 * c < dh) partial[warp * dh + d0 + lane + 32 * c] = acc[c];
+    }
   }
   __syncthreads();
   for (int64_t d = threadIdx.x; d < dh; d += blockDim.x) {
@@ -64,6 +75,16 @@ __device__ void weighted_rows(const float* weight, const T* rows, int64_t n, int
     for (int w = 0; w < warps; ++w) acc += partial[w * dh + d];
     out[d] = static_cast<T>(acc);
   }
+}
+
+// Dot product of two dh-long vectors by one warp; every lane gets the result.
+template <typename A, typename B>
+__device__ __forceinline__ float warp_dot(const A* a, const B* b, int64_t dh) {
+  const int lane = threadIdx.x % 32;
+  float acc = 0.f;
+#pragma unroll 4
+  for (int64_t d = lane; d < dh; d += 32) acc += static_cast<float>(a[d]) * static_cast<float>(b[d]);
+  return warp_sum(acc);
 }
 
 }  // namespace attnbench::cuda

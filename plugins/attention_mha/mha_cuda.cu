@@ -14,11 +14,11 @@ namespace attnbench::mha {
 namespace {
 
 using attnbench::cuda::block_softmax;
-using attnbench::cuda::warp_sum;
+using attnbench::cuda::warp_dot;
 using attnbench::cuda::weighted_rows;
 
 constexpr int64_t kMaxSharedBytes = 200 * 1024;
-constexpr int kThreads = 256;
+constexpr int kThreads = 1024;  // 32 warps: few cached tokens each, so the latency of each is hidden
 
 // One block per (head, sequence).
 template <typename T>
@@ -41,9 +41,7 @@ __global__ void decode_kernel(const T* __restrict__ qkv, T* __restrict__ k_cache
   __syncthreads();
   const T* q = token + h * dh;
   for (int64_t j = warp; j <= pos; j += warps) {
-    float acc = 0.f;
-    for (int64_t d = lane; d < dh; d += 32) acc += static_cast<float>(q[d]) * static_cast<float>(k_rows[j * e + d]);
-    acc = warp_sum(acc);
+    const float acc = warp_dot(q, k_rows + j * e, dh);
     if (lane == 0) s[j] = acc * scale;
   }
   __syncthreads();

@@ -18,12 +18,13 @@ namespace attnbench::reservoir {
 namespace {
 
 using attnbench::cuda::block_softmax;
+using attnbench::cuda::warp_dot;
 using attnbench::cuda::warp_sum;
 using attnbench::cuda::weighted_rows;
 
 constexpr int64_t kMaxSharedBytes = 200 * 1024;  // under the H100's 227 KB opt-in limit
 constexpr int kThreads = 1024;
-constexpr int kReadoutThreads = 256;
+constexpr int kReadoutThreads = 1024;  // 32 warps: few rows each, so the latency of each is hidden
 
 // kStage: the CSR arrays are copied into shared memory first (small W), so the time loop reads no
 // global memory but `pre`. kWarpPerRow: lanes split a row's nonzeros (long rows, large N); otherwise a
@@ -113,10 +114,7 @@ __global__ void readout_kernel(const float* __restrict__ q, const float* __restr
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const float* qh = q + b * e + h * dh;
   for (int64_t r = warp; r < n; r += warps) {
-    const T* k = ek + r * e + h * dh;
-    float acc = 0.f;
-    for (int64_t d = lane; d < dh; d += 32) acc += qh[d] * static_cast<float>(k[d]);
-    acc = warp_sum(acc);
+    const float acc = warp_dot(qh, ek + r * e + h * dh, dh);
     if (lane == 0) s[r] = acc * scale;
   }
   __syncthreads();
