@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/fetch_model.sh
 scripts/build.sh -DATTNBENCH_TESTS=OFF
 ./build/runner configs/quickstart.yaml "$@"

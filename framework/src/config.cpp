@@ -235,17 +235,6 @@ nlohmann::json params_to_json(const Params& params) {
   return out;
 }
 
-std::string hash_json(const nlohmann::json& value) {
-  // FNV-1a over the canonical dump (nlohmann sorts object keys), so the same parameters give the same
-  // hash on every machine and run.
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : value.dump()) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return fmt::format("{:016x}", h);
-}
-
 Study load_study(const std::string& path, const LoadOptions& options) {
   std::ifstream in(path);
   if (!in) throw ConfigError(fmt::format("{}: cannot open the study file (does it exist?)", path));

@@ -3,6 +3,8 @@
 
 #include <attnbench/common.h>
 
+#include "hash.h"
+
 #include <nlohmann/json.hpp>
 
 #include <functional>
@@ -84,7 +86,6 @@ struct LoadOptions {
 Study load_study(const std::string& path, const LoadOptions& options = {});
 Study load_study_text(const std::string& text, const std::string& file_name, const LoadOptions& options = {});
 
-std::string hash_json(const nlohmann::json& value);  // 16 hex digits, stable across runs and machines
 nlohmann::json params_to_json(const Params& params);
 std::string param_value_text(const ParamValue& value);
 

@@ -342,6 +342,8 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
       const c10::ScalarType dtype = compute_dtype(cell);
       const EmbeddingCache::Entry& data = embeddings.get(cell, device, dtype);
       line["embedder"] = data.info;
+      fmt::print(out, "  data: {} via {} (E={})\n", data.info["description"].get<std::string>(),
+                 data.info["plugin"].get<std::string>(), data.info["embed_dim"].get<int64_t>());
 
       const Plugin& plugin = load_plugin(cell.plugin, ATTNBENCH_PLUGIN_ATTENTION);
       CreateArgs args;

@@ -1,0 +1,17 @@
+#include "hash.h"
+
+#include <fmt/format.h>
+
+namespace attnbench {
+
+std::string hash_json(const nlohmann::json& value) {
+  // FNV-1a over the canonical dump (nlohmann sorts object keys).
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : value.dump()) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return fmt::format("{:016x}", h);
+}
+
+}  // namespace attnbench
