@@ -25,7 +25,9 @@ def check(model_dir, bert_dump, out_dir, label):
     dump = os.path.join(out_dir, f"{label}.safetensors")
     subprocess.run([bert_dump, model_dir, TEXTS, dump], check=True)
     ours = load_file(dump)
-    tokenizer = BertTokenizerFast(vocab_file=os.path.join(model_dir, "vocab.txt"), do_lower_case=True)
+    # from_pretrained reads vocab.txt and tokenizer_config.json (do_lower_case); transformers 5 ignores a
+    # bare vocab_file argument and would build an empty vocabulary.
+    tokenizer = BertTokenizerFast.from_pretrained(model_dir)
     model = BertModel.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
     ok = True
     worst = 0.0
@@ -56,8 +58,9 @@ def main():
     torch.manual_seed(0)
     base_dir = os.path.join(args.out, "bert-base-random")
     BertModel(BertConfig()).save_pretrained(base_dir, safe_serialization=True)
-    with open(os.path.join(args.model, "vocab.txt"), "rb") as src, open(os.path.join(base_dir, "vocab.txt"), "wb") as dst:
-        dst.write(src.read())
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        with open(os.path.join(args.model, name), "rb") as src, open(os.path.join(base_dir, name), "wb") as dst:
+            dst.write(src.read())
     good &= check(base_dir, args.bert_dump, args.out, "bert-base (random init)")
     sys.exit(0 if good else 1)
 
