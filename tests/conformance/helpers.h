@@ -3,6 +3,7 @@
 
 #include "loader.h"
 #include "measure.h"
+#include "test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -30,12 +31,6 @@ inline std::string create_error(const std::string& plugin_name, const Params& gi
     return e.what();
   }
   return "(no error)";
-}
-
-inline std::string temp_file(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("attnbench_conf_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
 }
 
 inline double rel(const at::Tensor& a, const at::Tensor& b) { return compare(a, b).rel_rms; }

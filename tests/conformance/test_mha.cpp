@@ -29,7 +29,7 @@ Reference reference_module() {
   torch::NoGradGuard no_grad;
   r.module->in_proj_bias.uniform_(-0.5, 0.5);  // PyTorch initialises biases to zero; make them count
   r.module->out_proj->bias.uniform_(-0.5, 0.5);
-  r.weights = attnbench::testing::temp_file("mha.safetensors");
+  r.weights = attnbench::testing::temp_path("mha.safetensors");
   attnbench::save_safetensors(r.weights, {{"in_proj_weight", r.module->in_proj_weight},
                                           {"in_proj_bias", r.module->in_proj_bias},
                                           {"out_proj.weight", r.module->out_proj->weight},
@@ -103,7 +103,7 @@ TEST(Mha, SeededInitialisationIsReproducible) {
 }
 
 TEST(Mha, BadWeightsAndParametersAreClearErrors) {
-  std::string path = attnbench::testing::temp_file("mha_bad.safetensors");
+  std::string path = attnbench::testing::temp_path("mha_bad.safetensors");
   attnbench::save_safetensors(path, {{"in_proj_weight", at::zeros({3 * kE, kE})}, {"in_proj_bias", at::zeros({3 * kE})},
                                      {"out_proj.weight", at::zeros({kE, kE + 1})}, {"out_proj.bias", at::zeros({kE})}});
   EXPECT_NE(create_error("mha", with_weights(path), kE).find("tensor 'out_proj.weight' has shape [32, 33], expected [32, 32]"),

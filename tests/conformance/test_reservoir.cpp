@@ -111,7 +111,7 @@ TEST(Reservoir, ScaledRadiusIsRhoWithinOnePercent) {
   for (const std::string& topology : attnbench::reservoir::topologies()) {
     for (int64_t n : {256, 1000}) {
       Params p = reservoir_params(n, topology, 0.01);
-      std::string path = attnbench::testing::temp_file("rho_" + topology + ".safetensors");
+      std::string path = attnbench::testing::temp_path("rho_" + topology + ".safetensors");
       p.set("save_weights", path);
       auto layer = make_layer("reservoir", p, kE);
       attnbench::AttentionInfo info = layer->info();
@@ -162,7 +162,7 @@ TEST(Reservoir, SeedsAndSavedWeights) {
   EXPECT_TRUE(at::equal(a, attnbench::run_full(*make_layer("reservoir", p, kE, 1), x)));
   EXPECT_FALSE(at::equal(a, attnbench::run_full(*make_layer("reservoir", p, kE, 2), x)));
 
-  std::string path = attnbench::testing::temp_file("saved.safetensors");
+  std::string path = attnbench::testing::temp_path("saved.safetensors");
   Params save = p;
   save.set("in_size", int64_t{8});
   save.set("save_weights", path);

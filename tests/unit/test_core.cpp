@@ -5,6 +5,7 @@
 #include "results.h"
 #include "safetensors.h"
 #include "stats.h"
+#include "test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -14,12 +15,9 @@
 
 namespace fs = std::filesystem;
 
+using attnbench::testing::temp_path;
+
 namespace {
-std::string temp_path(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("attnbench_test_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return (dir / name).string();
-}
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
 }

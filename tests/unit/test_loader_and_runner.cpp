@@ -11,6 +11,7 @@
 #include "measure.h"
 #include "runner.h"
 #include "safetensors.h"
+#include "test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -20,6 +21,8 @@
 
 namespace fs = std::filesystem;
 using attnbench::PluginError;
+using attnbench::testing::read_jsonl;
+using attnbench::testing::temp_path;
 
 namespace {
 
@@ -42,20 +45,6 @@ std::unique_ptr<attnbench::AttentionLayer> fixture_layer(const std::string& faul
   args.params = attnbench::complete_params(plugin, given);
   args.embed_dim = embed_dim;
   return std::make_unique<attnbench::AttentionLayer>(plugin, args);
-}
-
-std::string temp_dir() {
-  fs::path dir = fs::temp_directory_path() / ("attnbench_runner_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir.string();
-}
-
-std::vector<nlohmann::json> read_lines(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
-  return out;
 }
 
 attnbench::Study study_from(const std::string& yaml, const std::string& results) {
@@ -198,11 +187,11 @@ TEST(Protocols, ClosedLoopFeedsEachTokenOnce) {
 }
 
 TEST(Runner, WritesOneLinePerCellWithTheDocumentedFields) {
-  std::string results = temp_dir() + "/fields.jsonl";
+  std::string results = temp_path("fields.jsonl");
   fs::remove(results);
   std::ostringstream out;
   EXPECT_EQ(attnbench::run_study(study_from(fixture_study(), results), {}, out), 0) << out.str();
-  auto lines = read_lines(results);
+  auto lines = read_jsonl(results);
   ASSERT_EQ(lines.size(), 1u);
   const nlohmann::json& r = lines[0];
   EXPECT_EQ(r["schema_version"], 1);
@@ -235,29 +224,29 @@ TEST(Runner, WritesOneLinePerCellWithTheDocumentedFields) {
 }
 
 TEST(Runner, RerunSkipsDoneCellsAndForceRunsThemAgain) {
-  std::string results = temp_dir() + "/resume.jsonl";
+  std::string results = temp_path("resume.jsonl");
   fs::remove(results);
   std::string yaml = fixture_study("matrix:\n  run.seed: [1, 2]\n");
   std::ostringstream out;
   attnbench::run_study(study_from(yaml, results), {}, out);
-  EXPECT_EQ(read_lines(results).size(), 2u);
+  EXPECT_EQ(read_jsonl(results).size(), 2u);
   std::ostringstream again;
   attnbench::run_study(study_from(yaml, results), {}, again);
-  EXPECT_EQ(read_lines(results).size(), 2u);
+  EXPECT_EQ(read_jsonl(results).size(), 2u);
   EXPECT_NE(again.str().find("already in"), std::string::npos);
   attnbench::RunOptions force;
   force.force = true;
   attnbench::run_study(study_from(yaml, results), force, again);
-  EXPECT_EQ(read_lines(results).size(), 4u);
+  EXPECT_EQ(read_jsonl(results).size(), 4u);
 }
 
 TEST(Runner, AFailingCellIsRecordedAndTheMatrixGoesOn) {
-  std::string results = temp_dir() + "/faults.jsonl";
+  std::string results = temp_path("faults.jsonl");
   fs::remove(results);
   std::string yaml = fixture_study("matrix:\n  attention.params.fault: [throw_forward, none, wrong_shape, nan, step_differs]\n");
   std::ostringstream out;
   EXPECT_EQ(attnbench::run_study(study_from(yaml, results), {}, out), 1);
-  auto lines = read_lines(results);
+  auto lines = read_jsonl(results);
   ASSERT_EQ(lines.size(), 5u);
   EXPECT_EQ(lines[0]["status"], "error");
   EXPECT_EQ(lines[0]["message"], "plugin 'fixture' forward(): fixture: asked to fail in forward");
@@ -272,11 +261,11 @@ TEST(Runner, AFailingCellIsRecordedAndTheMatrixGoesOn) {
 
 TEST(Runner, CudaCellsAreSkippedWhereThereIsNoCuda) {
   if (attnbench::cuda_available()) GTEST_SKIP() << "this machine has CUDA";
-  std::string results = temp_dir() + "/cuda.jsonl";
+  std::string results = temp_path("cuda.jsonl");
   fs::remove(results);
   std::ostringstream out;
   EXPECT_EQ(attnbench::run_study(study_from(fixture_study("matrix:\n  run.device: [cuda, cpu]\n"), results), {}, out), 0);
-  auto lines = read_lines(results);
+  auto lines = read_jsonl(results);
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0]["status"], "skipped");
   EXPECT_EQ(lines[0]["message"], attnbench::cuda_unavailable_reason());
@@ -284,13 +273,13 @@ TEST(Runner, CudaCellsAreSkippedWhereThereIsNoCuda) {
 }
 
 TEST(Runner, SaveOutputsWritesSafetensorsPerCell) {
-  std::string dir = temp_dir() + "/outputs";
+  std::string dir = temp_path("outputs");
   fs::remove_all(dir);
   attnbench::RunOptions options;
   options.save_outputs_dir = dir;
   options.force = true;
   std::ostringstream out;
-  attnbench::run_study(study_from(fixture_study(), temp_dir() + "/save.jsonl"), options, out);
+  attnbench::run_study(study_from(fixture_study(), temp_path("save.jsonl")), options, out);
   ASSERT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
   attnbench::TensorFile file = attnbench::load_safetensors(fs::directory_iterator(dir)->path().string());
   EXPECT_TRUE(at::equal(file.tensors.at("forward"), file.tensors.at("step")));

@@ -9,6 +9,7 @@
 #include "bert.h"
 #include "corpus.h"
 #include "safetensors.h"
+#include "test_util.h"
 #include "wordpiece.h"
 
 #include <bzlib.h>
@@ -20,14 +21,10 @@
 
 namespace fs = std::filesystem;
 using namespace attnbench::text;
+using attnbench::testing::read_jsonl;
+using attnbench::testing::temp_path;
 
 namespace {
-
-std::string temp_path(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("attnbench_text_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return (dir / name).string();
-}
 
 std::string write(const std::string& name, const std::string& content) {
   std::string path = temp_path(name);
@@ -250,15 +247,6 @@ TEST(Bert, BrokenCheckpointsAreClearErrors) {
 
 #include <sstream>
 
-namespace {
-std::vector<nlohmann::json> result_lines(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
-}  // namespace
 
 TEST(BertEmbedder, RunsAStudyCachesAndExplainsShortCorpora) {
   std::string model = tiny_checkpoint("embedder_model");
@@ -283,7 +271,7 @@ TEST(BertEmbedder, RunsAStudyCachesAndExplainsShortCorpora) {
     EXPECT_NE(out.str().find("data: embedder_model on cats.txt (2 documents of 6+ tokens, 1 shorter skipped) via bert (E=16)"),
               std::string::npos) << out.str();
   }
-  auto lines = result_lines(results);
+  auto lines = read_jsonl(results);
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0]["embedder"]["details"]["cached"], false);
   EXPECT_EQ(lines[1]["embedder"]["details"]["cached"], true);  // the second run read the cache
@@ -295,7 +283,7 @@ TEST(BertEmbedder, RunsAStudyCachesAndExplainsShortCorpora) {
   study.results_path = results;
   std::ostringstream out;
   EXPECT_EQ(attnbench::run_study(study, {}, out), 1);
-  EXPECT_NE(result_lines(results).back()["message"].get<std::string>().find(
+  EXPECT_NE(read_jsonl(results).back()["message"].get<std::string>().find(
                 "has 2 documents of at least 6 tokens (of 3 read); 3 are needed: lower data.samples or data.seq_len"),
             std::string::npos);
 }
