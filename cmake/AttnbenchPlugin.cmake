@@ -16,7 +16,12 @@ function(attnbench_add_plugin name)
   target_link_libraries(${target} PRIVATE attnbench::sdk ${ARG_LIBRARIES})
   target_compile_definitions(${target} PRIVATE ${ARG_DEFINITIONS})
   if(NOT ARG_OUTPUT_DIRECTORY)
-    set(ARG_OUTPUT_DIRECTORY "${ATTNBENCH_PLUGIN_BUILD_DIR}")
+    # In attnbench's tree: beside the runner; in a third-party project: its build folder.
+    if(DEFINED ATTNBENCH_PLUGIN_BUILD_DIR)
+      set(ARG_OUTPUT_DIRECTORY "${ATTNBENCH_PLUGIN_BUILD_DIR}")
+    else()
+      set(ARG_OUTPUT_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}")
+    endif()
   endif()
   set_target_properties(${target} PROPERTIES
     PREFIX ""

@@ -144,7 +144,9 @@ std::vector<std::string> plugin_search_dirs() {
   boost::dll::fs::error_code ec;
   fs::path exe_dir = boost::dll::program_location(ec).parent_path();
   if (!ec) {
-    for (fs::path d : {exe_dir / "plugins", exe_dir / ".." / "plugins", exe_dir / ".." / "lib" / "attnbench" / "plugins"}) {
+    // The build tree keeps plugins beside the runner (tests one level down); the install tree under the
+    // configured library directory.
+    for (fs::path d : {exe_dir / "plugins", exe_dir / ".." / "plugins", exe_dir / ".." / ATTNBENCH_PLUGIN_INSTALL_DIR}) {
       if (fs::is_directory(d)) dirs.push_back(fs::weakly_canonical(d).string());
     }
   }

@@ -1,4 +1,5 @@
 // The `runner` executable: command-line parsing and top-level error reporting only.
+#include "check.h"
 #include "config.h"
 #include "loader.h"
 #include "runner.h"
@@ -12,6 +13,7 @@ namespace {
 
 constexpr const char* kUsage = R"(usage: runner STUDY.yaml [options]
        runner --list-plugins
+       runner check-plugin NAME|PATH [--embed-dim E] [--device cpu|cuda] [--set KEY=VALUE]...
 
 Runs every cell of a study and appends one JSON line per cell to the study's results file.
 
@@ -25,8 +27,40 @@ options:
   --list-plugins       list the plugins found (ATTNBENCH_PLUGIN_PATH, build and install trees)
   -h, --help           this text
 
+check-plugin puts an attention plugin through the streaming contract (handshake, shapes, step ==
+forward, prefix == step, batch isolation, determinism, state_bytes) and exits 1 if any check fails.
+
 exit status: 0 all cells ok or skipped, 1 some cell failed, 2 bad command line or study
 )";
+
+int check_plugin_command(int argc, char** argv) {
+  if (argc < 3) {
+    std::cerr << "runner check-plugin: give a plugin name or path\n";
+    return 2;
+  }
+  attnbench::CheckOptions options;
+  for (int i = 3; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (i + 1 >= argc) {
+      std::cerr << "runner check-plugin: " << arg << " needs a value\n";
+      return 2;
+    }
+    std::string value = argv[++i];
+    try {
+      if (arg == "--embed-dim") options.embed_dim = std::stoll(value);
+      else if (arg == "--device") options.device = value;
+      else if (arg == "--set") options.params.push_back(value);
+      else {
+        std::cerr << "runner check-plugin: unknown option '" << arg << "'\n";
+        return 2;
+      }
+    } catch (const std::exception&) {
+      std::cerr << "runner check-plugin: " << arg << " needs a number, got '" << value << "'\n";
+      return 2;
+    }
+  }
+  return attnbench::check_plugin(argv[2], options, std::cout) == 0 ? 0 : 1;
+}
 
 int list_plugins() {
   auto plugins = attnbench::list_plugins();
@@ -50,6 +84,7 @@ int list_plugins() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "check-plugin") return check_plugin_command(argc, argv);
   std::string study_path;
   std::vector<std::string> overrides;
   bool dry_run = false;

@@ -6,6 +6,7 @@
 //    closed loops agree bit for bit, and the closed loop feeds each token once;
 //  - run_study writes one JSON line per cell with the documented fields, skips done cells on rerun,
 //    records a failing plugin's cell as an error and goes on, and skips CUDA cells on a CPU build.
+#include "check.h"
 #include "device.h"
 #include "loader.h"
 #include "measure.h"
@@ -284,4 +285,34 @@ TEST(Runner, SaveOutputsWritesSafetensorsPerCell) {
   attnbench::TensorFile file = attnbench::load_safetensors(fs::directory_iterator(dir)->path().string());
   EXPECT_TRUE(at::equal(file.tensors.at("forward"), file.tensors.at("step")));
   EXPECT_EQ(file.tensors.at("input").sizes(), (std::vector<int64_t>{12, 1, 8}));
+}
+
+TEST(Checker, BuiltInPluginsAndTheFixtureConform) {
+  for (const std::string& spec : {std::string("mha"), std::string("reservoir"), fixture("fixture")}) {
+    std::ostringstream out;
+    EXPECT_EQ(attnbench::check_plugin(spec, {}, out), 0) << out.str();
+  }
+}
+
+TEST(Checker, AStepThatDiffersFromForwardIsReportedByName) {
+  attnbench::CheckOptions options;
+  options.params = {"fault=step_differs"};
+  std::ostringstream out;
+  EXPECT_EQ(attnbench::check_plugin(fixture("fixture"), options, out), 3) << out.str();
+  EXPECT_NE(out.str().find("FAIL step == forward: step against forward: relative RMS 1.0"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("FAIL prefix == step"), std::string::npos);
+  EXPECT_NE(out.str().find("PASS batch rows are independent"), std::string::npos);
+}
+
+TEST(Checker, IncompatibleAndThrowingPluginsFailWithoutCrashing) {
+  std::ostringstream abi;
+  EXPECT_EQ(attnbench::check_plugin(fixture("fixture_bad_abi"), {}, abi), 1);
+  EXPECT_NE(abi.str().find("FAIL handshake: "), std::string::npos);
+  EXPECT_NE(abi.str().find("SDK ABI major: plugin 99, runner 1"), std::string::npos);
+  attnbench::CheckOptions throwing;
+  throwing.params = {"fault=throw_forward"};
+  std::ostringstream out;
+  EXPECT_GT(attnbench::check_plugin(fixture("fixture"), throwing, out), 0);
+  EXPECT_NE(out.str().find("FAIL forward shape, dtype, device, finite: plugin 'fixture' forward(): fixture: asked to fail in forward"),
+            std::string::npos) << out.str();
 }
