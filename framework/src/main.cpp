@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <iostream>
+#include <sstream>
 
 namespace {
 
@@ -24,6 +25,8 @@ options:
   --results FILE       write results to FILE instead of the study's output.results
   --save-outputs DIR   save each cell's input, forward, step and prefix outputs as .safetensors
   --filter REGEX       run only the cells whose line in --dry-run matches REGEX (ECMAScript)
+  --shard I/N          run only shard I of N (cells I, I+N, I+2N, ... of the full study); the shards
+                       partition the study, for job arrays (scripts/slurm_sweep.sh)
   --list-plugins       list the plugins found (ATTNBENCH_PLUGIN_PATH, build and install trees)
   -h, --help           this text
 
@@ -89,7 +92,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   bool dry_run = false;
   std::string results;
-  std::string filter;
+  std::string filter, shard;
   attnbench::RunOptions options;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -115,6 +118,8 @@ int main(int argc, char** argv) {
       options.force = true;
     } else if (arg == "--results") {
       results = value();
+    } else if (arg == "--shard") {
+      shard = value();
     } else if (arg == "--filter") {
       filter = value();
     } else if (arg == "--save-outputs") {
@@ -136,6 +141,16 @@ int main(int argc, char** argv) {
   try {
     attnbench::Study study = attnbench::load_study(study_path, attnbench::plugin_aware_options(overrides));
     if (!results.empty()) study.results_path = results;
+    if (!shard.empty()) {
+      int64_t index = 0, count = 0;
+      char slash = 0;
+      std::istringstream in(shard);
+      if (!(in >> index >> slash >> count) || slash != '/' || !in.eof()) {
+        std::cerr << "runner: --shard " << shard << ": expected I/N, e.g. --shard 2/8\n";
+        return 2;
+      }
+      attnbench::shard_cells(study, index, count);
+    }
     if (!filter.empty()) attnbench::filter_cells(study, filter);
     if (dry_run) {
       attnbench::print_cells(study, std::cout);

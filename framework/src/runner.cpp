@@ -271,6 +271,17 @@ void print_cells(const Study& study, std::ostream& out) {
   fmt::print(out, "{} cells\n", study.cells.size());
 }
 
+void shard_cells(Study& study, int64_t index, int64_t count) {
+  if (count < 1 || index < 1 || index > count) {
+    throw ConfigError(fmt::format("--shard {}/{}: expected i/n with 1 <= i <= n", index, count));
+  }
+  std::vector<Cell> kept;
+  for (Cell& cell : study.cells) {
+    if (static_cast<int64_t>(cell.index) % count == index - 1) kept.push_back(std::move(cell));
+  }
+  study.cells = std::move(kept);
+}
+
 void filter_cells(Study& study, const std::string& pattern) {
   std::regex re;
   try {

@@ -26,4 +26,9 @@ void print_cells(const Study& study, std::ostream& out);
 // their place in the full study. Throws ConfigError for a bad pattern or when nothing matches.
 void filter_cells(Study& study, const std::string& pattern);
 
+// Keeps shard `index` (1-based) of `count`: the cells whose position in the full expansion is
+// index - 1 modulo count, so the shards partition the study and do not depend on what ran before.
+// Throws ConfigError for an index outside 1..count.
+void shard_cells(Study& study, int64_t index, int64_t count);
+
 }  // namespace attnbench

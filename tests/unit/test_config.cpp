@@ -3,6 +3,7 @@
 // that name file:line:column, the key and the valid choices.
 // To add a case: write the YAML inline, load it with load_study_text and check the cells or the message.
 #include "config.h"
+#include "runner.h"
 
 #include <gtest/gtest.h>
 
@@ -179,4 +180,25 @@ TEST(ConfigErrors, MissingFile) {
   } catch (const ConfigError& e) {
     EXPECT_STREQ(e.what(), "/nonexistent/study.yaml: cannot open the study file (does it exist?)");
   }
+}
+
+TEST(Shards, PartitionAThreeAxisMatrixExactly) {
+  LoadOptions options;
+  options.overrides = {"matrix.run.seed=[1, 2, 3]", "matrix.run.threads=[1, 2]", "matrix.data.samples=[1, 2]"};
+  const Study full = load("", options);
+  ASSERT_EQ(full.cells.size(), 24u);  // 2 attention entries x 3 x 2 x 2
+  for (int64_t count : {1, 5, 24, 30}) {
+    std::multiset<std::string> seen;
+    for (int64_t index = 1; index <= count; ++index) {
+      Study shard = full;
+      attnbench::shard_cells(shard, index, count);
+      for (const auto& c : shard.cells) seen.insert(c.hash);
+    }
+    std::multiset<std::string> all;
+    for (const auto& c : full.cells) all.insert(c.hash);
+    EXPECT_EQ(seen, all) << count << " shards";  // every cell in exactly one shard
+  }
+  Study s = full;
+  EXPECT_THROW(attnbench::shard_cells(s, 0, 4), ConfigError);
+  EXPECT_THROW(attnbench::shard_cells(s, 5, 4), ConfigError);
 }
