@@ -128,10 +128,14 @@ void save_safetensors(const std::string& path, const std::map<std::string, at::T
 }
 
 at::Tensor require_tensor(const TensorFile& file, const std::string& path, const std::string& name,
-                          at::IntArrayRef shape) {
+                          at::IntArrayRef shape, bool integral) {
   auto it = file.tensors.find(name);
   if (it == file.tensors.end()) {
     throw SafetensorsError(fmt::format("{}: missing tensor '{}'; the file has: {}", path, name, names_of(file)));
+  }
+  if (integral ? !at::isIntegralType(it->second.scalar_type(), /*includeBool=*/false) : !it->second.is_floating_point()) {
+    throw SafetensorsError(fmt::format("{}: tensor '{}' has dtype {}, expected {} dtype", path, name,
+                                       c10::toString(it->second.scalar_type()), integral ? "an integer" : "a floating-point"));
   }
   if (it->second.sizes() != shape) {
     throw SafetensorsError(fmt::format("{}: tensor '{}' has shape {}, expected {}", path, name,

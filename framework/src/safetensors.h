@@ -27,9 +27,9 @@ TensorFile load_safetensors(const std::string& path);
 void save_safetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
-// The tensor `name` with exactly `shape`, or a SafetensorsError naming the file, the tensor and the
-// names present.
+// The tensor `name` with exactly `shape` and a floating-point dtype (an integral one with `integral`), or
+// a SafetensorsError naming the file, the tensor and the names present (or its dtype).
 at::Tensor require_tensor(const TensorFile& file, const std::string& path, const std::string& name,
-                          at::IntArrayRef shape);
+                          at::IntArrayRef shape, bool integral = false);
 
 }  // namespace attnbench

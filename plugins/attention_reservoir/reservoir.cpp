@@ -189,9 +189,9 @@ class ReservoirAttention final : public attnbench::Attention {
       Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> m(dense.data_ptr<float>(), size_, size_);
       w_ = m.sparseView();
     } else {
-      at::Tensor indptr = attnbench::require_tensor(file, weights_path_, "W.indptr", {size_ + 1}).to(at::kLong);
+      at::Tensor indptr = attnbench::require_tensor(file, weights_path_, "W.indptr", {size_ + 1}, /*integral=*/true).to(at::kLong);
       const int64_t nnz = indptr[size_].item<int64_t>();
-      at::Tensor indices = attnbench::require_tensor(file, weights_path_, "W.indices", {nnz}).to(at::kLong);
+      at::Tensor indices = attnbench::require_tensor(file, weights_path_, "W.indices", {nnz}, /*integral=*/true).to(at::kLong);
       at::Tensor values = f32("W.values", {nnz});
       std::vector<Eigen::Triplet<float, int64_t>> triplets;
       const int64_t* ip = indptr.data_ptr<int64_t>();

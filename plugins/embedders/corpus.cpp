@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -18,6 +19,10 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 class LineReader {
  public:
   explicit LineReader(const std::string& path) : path_(path), bz2_(ends_with(path, ".bz2")) {
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+      throw CorpusError(path + ": the corpus is not a regular file");
+    }
     file_ = std::fopen(path.c_str(), "rb");
     if (file_ == nullptr) throw CorpusError(path + ": cannot open the corpus (does it exist?)");
     if (bz2_) {
@@ -69,6 +74,7 @@ class LineReader {
       else if (status != BZ_OK) throw CorpusError(path_ + ": corrupt bzip2 data (error " + std::to_string(status) + ")");
     } else {
       got = static_cast<int>(std::fread(chunk, 1, sizeof(chunk), file_));
+      if (got == 0 && std::ferror(file_)) throw CorpusError(path_ + ": read error");
       if (got == 0) eof_ = true;
     }
     if (got > 0) buffer_.append(chunk, static_cast<size_t>(got));

@@ -1,0 +1,209 @@
+"""The catalogue of bad inputs: each runs the real runner and asserts its exit status, its one clear
+message, and that results written before are still intact. Then crash safety: a run killed with SIGKILL
+mid-matrix and rerun ends with every cell exactly once.
+
+To add a case: a study (or file) that is wrong in one way, the exit status, and a fragment of the
+message. Run: ATTNBENCH_RUNNER=build/runner ATTNBENCH_FIXTURE_DIR=build/tests/fixtures \\
+              python3 -m unittest discover -s tests/catalogue"""
+import json
+import os
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+import unittest
+
+RUNNER = os.environ.get("ATTNBENCH_RUNNER", "build/runner")
+FIXTURES = os.environ.get("ATTNBENCH_FIXTURE_DIR", "build/tests/fixtures")
+
+GOOD = """name: good
+data: {embedder: synthetic, params: {embed_dim: 8}, seq_len: 6}
+attention: [{name: fx, plugin: %s}]
+run: {seed_len: 2, horizon: 2}
+measure: {warmup: 0, min_runs: 1, min_time_ms: 0}
+""" % os.path.join(FIXTURES, "attnbench_fixture.so")
+
+
+def study(data="{embedder: synthetic, params: {embed_dim: 8}, seq_len: 7}", attention=None, extra=""):
+    """A study one change away from GOOD (seq_len 7, so its cells are not the ones already done)."""
+    attention = attention or "[{name: fx, plugin: %s}]" % os.path.join(FIXTURES, "attnbench_fixture.so")
+    return (f"name: bad\ndata: {data}\nattention: {attention}\nrun: {{seed_len: 2, horizon: 2}}\n"
+            f"measure: {{warmup: 0, min_runs: 1, min_time_ms: 0}}\n{extra}")
+
+
+def safetensors(entries, data=b"", header_len=None):
+    header = json.dumps(entries).encode()
+    return struct.pack("<Q", header_len if header_len is not None else len(header)) + header + data
+
+
+class Catalogue(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.results = self.path("results.jsonl")
+        self.assertEqual(self.runner(self.file("good.yaml", GOOD)).returncode, 0)
+        self.before = open(self.results).read()
+        self.assertEqual(len(self.before.splitlines()), 1)
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.dir.name, name)
+
+    def file(self, name, content):
+        mode = "wb" if isinstance(content, bytes) else "w"
+        with open(self.path(name), mode) as f:
+            f.write(content)
+        return self.path(name)
+
+    def runner(self, *args):
+        return subprocess.run([RUNNER, *args, "--results", self.results], capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+
+    def expect(self, yaml, status, message):
+        done = self.runner(self.file("bad.yaml", yaml))
+        output = done.stdout + done.stderr
+        lines = open(self.results).read().splitlines()
+        self.assertEqual(done.returncode, status, output)
+        self.assertTrue(open(self.results).read().startswith(self.before), "earlier results were changed")
+        messages = output + "".join(json.loads(l).get("message", "") for l in lines[1:])
+        self.assertIn(message, messages)
+        self.assertNotIn("Segmentation", output)
+        return lines[1:]
+
+    # --- the study itself: exit 2 before anything runs -------------------------------------------
+    def test_malformed_yaml(self):
+        self.expect("name: [unclosed\n", 2, "bad.yaml:2:1: malformed YAML")
+
+    def test_unknown_key(self):
+        self.expect(study(extra="mesure: {}\n"), 2, "unknown key 'mesure'; valid keys: name, description, data")
+
+    def test_wrong_type(self):
+        self.expect(study(data="{embedder: synthetic, seq_len: many}"), 2, "data.seq_len: 'many' is not an integer")
+
+    def test_empty_matrix_axis(self):
+        self.expect(study(extra="matrix: {run.seed: []}\n"), 2, "axis 'run.seed' has no values")
+
+    def test_conflicting_include_exclude(self):
+        self.expect(study(extra="matrix:\n  run.seed: [1, 2]\n  exclude: [{run.seed: 1}]\n  include: [{run.seed: 1}]\n"),
+                    2, "include entry 1 adds back what exclude entry 1 removes")
+
+    def test_unknown_plugin(self):
+        self.expect(study(attention="[{plugin: no_such_layer}]"), 2, "unknown plugin 'no_such_layer'")
+
+    def test_incompatible_plugin(self):
+        self.expect(study(attention="[{plugin: %s}]" % os.path.join(FIXTURES, "attnbench_fixture_bad_torch.so")), 2,
+                    "torch: plugin built against torch 99.7, runner uses torch")
+
+    def test_unknown_plugin_parameter(self):
+        self.expect(study(attention="[{plugin: mha, params: {hedas: 2}}]"), 2, "plugin 'mha' has no parameter 'hedas'")
+
+    # --- a cell fails, the matrix goes on: exit 1, the error in the results -------------------------
+    def corpus_study(self, corpus, extra=""):
+        return study(data="{embedder: bert, params: {model: %s, corpus: %s, cache_dir: ''%s}, seq_len: 4}"
+                     % (self.model(), corpus, extra), attention="[{plugin: mha, params: {heads: 2}}]")
+
+    def model(self):
+        d = self.path("model")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump({"model_type": "bert", "vocab_size": 8, "hidden_size": 4, "num_hidden_layers": 0,
+                       "num_attention_heads": 2, "intermediate_size": 4, "max_position_embeddings": 8}, f)
+        with open(os.path.join(d, "vocab.txt"), "w") as f:
+            f.write("[PAD]\n[UNK]\n[CLS]\n[SEP]\na\nb\n")
+        floats = lambda n: struct.pack(f"<{n}f", *[0.1 * (i % 7) for i in range(n)])
+        names = [("embeddings.word_embeddings.weight", [8, 4]), ("embeddings.position_embeddings.weight", [8, 4]),
+                 ("embeddings.token_type_embeddings.weight", [2, 4]), ("embeddings.LayerNorm.weight", [4]),
+                 ("embeddings.LayerNorm.bias", [4])]
+        entries, data = {}, b""
+        for name, shape in names:
+            n = 1
+            for s in shape:
+                n *= s
+            entries[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + 4 * n]}
+            data += floats(n)
+        with open(os.path.join(d, "model.safetensors"), "wb") as f:
+            f.write(safetensors(entries, data))
+        return d
+
+    def test_missing_corpus(self):
+        self.expect(self.corpus_study(self.path("nowhere.txt")), 1, "nowhere.txt: cannot open the corpus")
+
+    def test_unreadable_corpus(self):
+        os.makedirs(self.path("a_folder"))
+        self.expect(self.corpus_study(self.path("a_folder")), 1, "the corpus is not a regular file")
+
+    def test_empty_corpus(self):
+        self.expect(self.corpus_study(self.file("empty.txt", "")), 1, "has 0 documents of at least 4 tokens (of 0 read)")
+
+    def test_corpus_with_invalid_utf8(self):
+        self.expect(self.corpus_study(self.file("latin1.txt", b"a b a b \xe9\n")), 1, "latin1.txt:1: invalid UTF-8")
+
+    def test_missing_checkpoint(self):
+        yaml = study(data="{embedder: bert, params: {model: %s, corpus: x.txt}, seq_len: 4}" % self.path("no_model"))
+        self.expect(yaml, 1, "model directory '%s' does not exist" % self.path("no_model"))
+
+    def mha_weights(self, content):
+        return study(attention="[{plugin: mha, params: {heads: 2, weights: %s}}]" % self.file("w.safetensors", content))
+
+    def test_truncated_checkpoint(self):
+        self.expect(self.mha_weights(b"\x10\x00\x00"), 1, "truncated: shorter than the 8-byte header length")
+
+    def test_header_offsets_past_the_end(self):
+        self.expect(self.mha_weights(safetensors({"in_proj_weight": {"dtype": "F32", "shape": [24, 8],
+                                                                     "data_offsets": [0, 768]}})),
+                    1, "tensor 'in_proj_weight' has data_offsets outside the 0-byte data section")
+
+    def test_header_length_past_the_end(self):
+        self.expect(self.mha_weights(safetensors({}, header_len=1 << 40)), 1, "bad header: its length 1099511627776 runs past")
+
+    def test_wrong_dtype(self):
+        self.expect(self.mha_weights(safetensors({"in_proj_weight": {"dtype": "I32", "shape": [24, 8], "data_offsets": [0, 768]}},
+                                                 bytes(768))),
+                    1, "tensor 'in_proj_weight' has dtype Int, expected a floating-point dtype")
+
+    def test_wrong_shape(self):
+        self.expect(self.mha_weights(safetensors({"in_proj_weight": {"dtype": "F32", "shape": [8, 8], "data_offsets": [0, 256]}},
+                                                 bytes(256))),
+                    1, "tensor 'in_proj_weight' has shape [8, 8], expected [24, 8]")
+
+    def test_plugin_that_throws_returns_nan_or_the_wrong_shape(self):
+        lines = self.expect(study(extra="matrix: {attention.params.fault: [throw_forward, nan, wrong_shape, none]}\n"), 1,
+                            "fixture: asked to fail in forward")
+        self.assertEqual([json.loads(l)["status"] for l in lines], ["error", "error", "error", "ok"])
+        self.assertIn("returned NaN or Inf", json.loads(lines[1])["message"])
+        self.assertIn("returned shape [7, 1, 7] for input [7, 1, 8]", json.loads(lines[2])["message"])
+
+    def test_cuda_where_there_is_none(self):
+        if os.environ.get("ATTNBENCH_HAS_CUDA") == "1":
+            self.skipTest("this machine has CUDA")
+        lines = self.expect(study(extra="matrix: {run.device: [cuda, cpu]}\n"), 0, "CUDA")
+        self.assertEqual([json.loads(l)["status"] for l in lines], ["skipped", "ok"])
+
+
+class CrashSafety(unittest.TestCase):
+    def test_killed_mid_matrix_then_rerun_gives_every_cell_once(self):
+        with tempfile.TemporaryDirectory() as d:
+            yaml = os.path.join(d, "s.yaml")
+            with open(yaml, "w") as f:
+                f.write(GOOD.replace("min_time_ms: 0", "min_time_ms: 150") + "matrix: {run.seed: [1, 2, 3, 4, 5, 6, 7, 8]}\n")
+            results = os.path.join(d, "r.jsonl")
+            proc = subprocess.Popen([RUNNER, yaml, "--results", results], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.time() + 60
+            while time.time() < deadline and (not os.path.exists(results) or len(open(results).read().splitlines()) < 2):
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            written = open(results).read().splitlines()
+            self.assertLess(len(written), 8, "the run finished before it was killed; the test proves nothing")
+            with open(results, "a") as f:
+                f.write('{"hash": "torn", "status')  # as if killed in the middle of a write
+            subprocess.run([RUNNER, yaml, "--results", results], check=True, capture_output=True, timeout=120)
+            hashes = [json.loads(l)["hash"] for l in open(results).read().splitlines()]
+            self.assertEqual(len(hashes), 8)
+            self.assertEqual(len(set(hashes)), 8)
+
+
+if __name__ == "__main__":
+    unittest.main()
