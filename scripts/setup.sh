@@ -4,10 +4,11 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build ccache git pkg-config unzip python3 python3-pip
+  build-essential cmake ninja-build ccache git unzip python3 python3-pip
   libtorch-dev libopenblas0-pthread
   libyaml-cpp-dev libfmt-dev libeigen3-dev libboost-dev libspectra-dev
   libgtest-dev nlohmann-json3-dev libbz2-dev libutf8proc-dev
+  clang-14 libclang-rt-14-dev
 )
 if [[ "${ATTNBENCH_WITH_PLOTS:-0}" == 1 ]]; then packages+=(python3-matplotlib); fi
 

@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include "utf8.h"
+
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
@@ -229,8 +231,8 @@ std::string param_value_text(const ParamValue& value) {
 
 nlohmann::json params_to_json(const Params& params) {
   nlohmann::json out = nlohmann::json::object();
-  for (const auto& [key, value] : params.items()) {
-    std::visit([&](const auto& v) { out[key] = v; }, value);
+  for (const auto& item : params.items()) {  // no structured binding: lambdas may not capture one in C++17
+    std::visit([&](const auto& v) { out[item.first] = v; }, item.second);
   }
   return out;
 }
@@ -244,6 +246,10 @@ Study load_study(const std::string& path, const LoadOptions& options) {
 }
 
 Study load_study_text(const std::string& text, const std::string& file, const LoadOptions& options) {
+  // Found by fuzzing: a non-UTF-8 byte would only surface when the cell's parameters are hashed.
+  if (size_t bad = first_invalid_utf8(text); bad != std::string::npos) {
+    throw ConfigError(fmt::format("{}: invalid UTF-8 at byte {}; save the study as UTF-8", file, bad));
+  }
   YAML::Node root = parse_yaml(text, file);
   if (!root || root.IsNull()) throw ConfigError(fmt::format("{}: the study is empty", file));
   if (!root.IsMap()) throw ConfigError(fmt::format("{}: a study is a mapping with data, attention, run, ...", file));
@@ -302,10 +308,10 @@ Study load_study_text(const std::string& text, const std::string& file, const Lo
   if (!matrix_node.IsMap()) m.fail(matrix_node, "must be a mapping of axis: [values]");
   std::vector<std::pair<std::string, YAML::Node>> axes;
   for (const auto& kv : matrix_node) axes.emplace_back(kv.first.Scalar(), kv.second);
-  for (const auto& [axis, value] : set_axes) {
-    auto it = std::find_if(axes.begin(), axes.end(), [&](const auto& a) { return a.first == axis; });
-    if (it != axes.end()) it->second = value;
-    else axes.emplace_back(axis, value);
+  for (const auto& set_axis : set_axes) {
+    auto it = std::find_if(axes.begin(), axes.end(), [&](const auto& a) { return a.first == set_axis.first; });
+    if (it != axes.end()) it->second = set_axis.second;
+    else axes.push_back(set_axis);
   }
   std::vector<std::string> axis_names;
   std::vector<std::vector<YAML::Node>> axis_values;

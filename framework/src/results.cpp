@@ -53,7 +53,8 @@ ResultsFile::~ResultsFile() {
 }
 
 void ResultsFile::append(const nlohmann::json& line) {
-  std::string text = line.dump() + "\n";
+  // A plugin's error message may hold any bytes; replace what is not UTF-8 rather than lose the line.
+  std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   if (std::fwrite(text.data(), 1, text.size(), file_) != text.size() || std::fflush(file_) != 0) {
     throw std::runtime_error(fmt::format("{}: write failed (disk full?)", path_));
   }

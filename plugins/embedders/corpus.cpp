@@ -1,5 +1,7 @@
 #include "corpus.h"
 
+#include "utf8.h"
+
 #include <bzlib.h>
 #include <nlohmann/json.hpp>
 
@@ -218,20 +220,6 @@ std::string drop_tags(const std::string& s) {
 
 }  // namespace
 
-bool valid_utf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
-    }
-    i += n;
-  }
-  return true;
-}
-
 std::string decode_xml_entities(const std::string& s) {
   std::string out;
   out.reserve(s.size());
@@ -320,7 +308,7 @@ void read_corpus(const CorpusOptions& options, const std::function<bool(const st
   int64_t seen = 0;
   // Returns false once `take` wants no more.
   auto emit = [&](const std::string& doc) {
-    if (!valid_utf8(doc)) {
+    if (!attnbench::valid_utf8(doc)) {
       throw CorpusError(options.path + ":" + std::to_string(reader.line_number()) + ": invalid UTF-8 in the corpus");
     }
     if (static_cast<int64_t>(doc.size()) < std::max<int64_t>(1, options.min_chars)) return true;

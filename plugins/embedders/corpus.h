@@ -39,6 +39,4 @@ std::string strip_wikitext(const std::string& wikitext);
 // Replaces &lt; &gt; &amp; &quot; &apos; and numeric character references.
 std::string decode_xml_entities(const std::string& text);
 
-bool valid_utf8(const std::string& text);
-
 }  // namespace attnbench::text

@@ -173,6 +173,11 @@ TEST(ConfigErrors, PluginParameterErrorsCarryTheLocation) {
   EXPECT_NE(e.find("s.yaml:5:36: attention[a]: plugin 'mha' has no parameter 'heads'; valid: x"), std::string::npos) << e;
 }
 
+TEST(ConfigErrors, InvalidUtf8IsAnErrorNotACrash) {
+  // The input libFuzzer found: a non-UTF-8 byte inside a value reached the JSON serializer.
+  EXPECT_NE(error_of(std::string(kBase) + "run: {modes: [f\xffull]}\n").find("s.yaml: invalid UTF-8 at byte "), std::string::npos);
+}
+
 TEST(ConfigErrors, MissingFile) {
   try {
     attnbench::load_study("/nonexistent/study.yaml");

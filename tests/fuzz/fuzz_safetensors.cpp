@@ -1,0 +1,11 @@
+// Fuzzes the safetensors reader: any file must load or raise SafetensorsError.
+#include "fuzz_util.h"
+#include "safetensors.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  try {
+    attnbench::load_safetensors(fuzz_input_file(data, size, ".safetensors"));
+  } catch (const attnbench::SafetensorsError&) {
+  }
+  return 0;
+}
