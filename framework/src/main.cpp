@@ -1,6 +1,7 @@
 // The `runner` executable: command-line parsing and top-level error reporting only.
 #include "check.h"
 #include "config.h"
+#include "multi_device.h"
 #include "loader.h"
 #include "runner.h"
 
@@ -25,6 +26,8 @@ options:
   --results FILE       write results to FILE instead of the study's output.results
   --save-outputs DIR   save each cell's input, forward, step and prefix outputs as .safetensors
   --filter REGEX       run only the cells whose line in --dry-run matches REGEX (ECMAScript)
+  --devices 0,1,...    run the cells over these CUDA devices in parallel, one runner process per device
+                       (CUDA_VISIBLE_DEVICES), merged into the results file with every cell once
   --shard I/N          run only shard I of N (cells I, I+N, I+2N, ... of the full study); the shards
                        partition the study, for job arrays (scripts/slurm_sweep.sh)
   --list-plugins       list the plugins found (ATTNBENCH_PLUGIN_PATH, build and install trees)
@@ -92,10 +95,15 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   bool dry_run = false;
   std::string results;
-  std::string filter, shard;
+  std::string filter, shard, devices;
+  std::vector<std::string> child_args;  // the command line less --devices and --results, for --devices' children
   attnbench::RunOptions options;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
+    if (arg != "--devices" && arg != "--results" && (i == 1 || (std::string(argv[i - 1]) != "--devices" &&
+                                                               std::string(argv[i - 1]) != "--results"))) {
+      child_args.push_back(arg);
+    }
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) {
         std::cerr << "runner: " << arg << " needs a value\n" << kUsage;
@@ -118,6 +126,8 @@ int main(int argc, char** argv) {
       options.force = true;
     } else if (arg == "--results") {
       results = value();
+    } else if (arg == "--devices") {
+      devices = value();
     } else if (arg == "--shard") {
       shard = value();
     } else if (arg == "--filter") {
@@ -141,6 +151,24 @@ int main(int argc, char** argv) {
   try {
     attnbench::Study study = attnbench::load_study(study_path, attnbench::plugin_aware_options(overrides));
     if (!results.empty()) study.results_path = results;
+    if (!devices.empty()) {
+      if (!shard.empty()) {
+        std::cerr << "runner: --devices runs its own shards; drop --shard\n";
+        return 2;
+      }
+      std::vector<std::string> list;
+      std::stringstream ss(devices);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos) {
+          std::cerr << "runner: --devices " << devices << ": expected CUDA device ordinals, e.g. --devices 0,1,2,3\n";
+          return 2;
+        }
+        list.push_back(item);
+      }
+      if (!filter.empty()) attnbench::filter_cells(study, filter);
+      return attnbench::run_on_devices(study, list, child_args, options.force, std::cout);
+    }
     if (!shard.empty()) {
       int64_t index = 0, count = 0;
       char slash = 0;

@@ -207,3 +207,26 @@ class CrashSafety(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Devices(unittest.TestCase):
+    def test_one_process_per_device_every_cell_once_and_resumable(self):
+        # On a CPU machine the device ordinals only set CUDA_VISIBLE_DEVICES; the sharding and merge are
+        # what is tested. Timing on real GPUs is in BENCHMARKS.md when a multi-GPU machine was lent.
+        with tempfile.TemporaryDirectory() as d:
+            yaml = os.path.join(d, "s.yaml")
+            with open(yaml, "w") as f:
+                f.write(GOOD + "matrix: {run.seed: [1, 2, 3, 4, 5]}\n")
+            results = os.path.join(d, "r.jsonl")
+            first = subprocess.run([RUNNER, yaml, "--devices", "0,1", "--results", results], capture_output=True, text=True, timeout=120)
+            self.assertEqual(first.returncode, 0, first.stdout + first.stderr)
+            self.assertIn("merged 5 new cells from 2 devices", first.stdout)
+            hashes = [json.loads(l)["hash"] for l in open(results)]
+            self.assertEqual(len(hashes), 5)
+            self.assertEqual(len(set(hashes)), 5)
+            again = subprocess.run([RUNNER, yaml, "--devices", "0,1", "--results", results], capture_output=True, text=True, timeout=120)
+            self.assertIn("merged 0 new cells", again.stdout)
+            self.assertEqual(len(open(results).read().splitlines()), 5)
+            bad = subprocess.run([RUNNER, yaml, "--devices", "0,x"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(bad.returncode, 2)
+            self.assertIn("expected CUDA device ordinals", bad.stderr)
