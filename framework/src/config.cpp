@@ -54,6 +54,7 @@ class Section {
     auto known = [&](const std::string& key) { return std::find(keys.begin(), keys.end(), key) != keys.end(); };
     if (node_ && node_.IsMap()) {
       for (const auto& kv : node_) {
+        if (!kv.first.IsScalar()) fail(kv.first, "keys must be plain words");
         std::string key = kv.first.Scalar();
         if (!known(key)) fail(kv.first, fmt::format("unknown key '{}'; valid keys: {}", key, join(keys)), key);
       }
@@ -176,15 +177,15 @@ ParamValue yaml_to_param(const YAML::Node& v, const Section& where, const std::s
 Params read_params_map(const YAML::Node& node, const std::string& path, const std::string& file,
                        const Overrides& overrides) {
   Section section(node, path, file, {}, &overrides);
-  std::vector<std::string> keys;
-  if (node && node.IsMap()) {
-    for (const auto& kv : node) keys.push_back(kv.first.Scalar());
-  }
-  for (const std::string& key : section.override_keys()) {
-    if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
-  }
   Params params;
-  for (const std::string& key : keys) params.set(key, yaml_to_param(section.get(key), section, key));
+  if (node && node.IsMap()) {
+    // Pairs as they stand (a lookup by key text would miss keys that are not plain scalars).
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) section.fail(kv.first, "parameter names must be plain words");
+      params.set(kv.first.Scalar(), yaml_to_param(kv.second, section, kv.first.Scalar()));
+    }
+  }
+  for (const std::string& key : section.override_keys()) params.set(key, yaml_to_param(section.get(key), section, key));
   return params;
 }
 
@@ -213,6 +214,8 @@ struct AttentionEntry {
 };
 
 }  // namespace
+
+Study load_study_unchecked(const std::string& text, const std::string& file, const LoadOptions& options);
 
 bool Cell::has_mode(const std::string& mode) const {
   return std::find(modes.begin(), modes.end(), mode) != modes.end();
@@ -246,6 +249,16 @@ Study load_study(const std::string& path, const LoadOptions& options) {
 }
 
 Study load_study_text(const std::string& text, const std::string& file, const LoadOptions& options) {
+  try {
+    return load_study_unchecked(text, file, options);
+  } catch (const YAML::Exception& e) {
+    // A shape of document the readers above did not foresee (found by fuzzing): still one clear error.
+    throw ConfigError(e.mark.is_null() ? fmt::format("{}: {}", file, e.msg)
+                                       : fmt::format("{}:{}:{}: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg));
+  }
+}
+
+Study load_study_unchecked(const std::string& text, const std::string& file, const LoadOptions& options) {
   // Found by fuzzing: a non-UTF-8 byte would only surface when the cell's parameters are hashed.
   if (size_t bad = first_invalid_utf8(text); bad != std::string::npos) {
     throw ConfigError(fmt::format("{}: invalid UTF-8 at byte {}; save the study as UTF-8", file, bad));
