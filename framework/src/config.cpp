@@ -376,6 +376,10 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
         if (!roots.count(split(key, '.').front())) {
           m.fail(kv.first, fmt::format("'{}' must be a dotted path under data, attention, run or measure", key), what);
         }
+        if (key == "attention" && std::find(labels.begin(), labels.end(), node_text(kv.second)) == labels.end()) {
+          // Found by fuzzing: an unknown entry here would otherwise reach the cell resolution.
+          m.fail(kv.second, fmt::format("'{}' names no attention entry; entries: {}", node_text(kv.second), join(labels)), what);
+        }
         c.emplace_back(key, kv.second);
       }
       out.push_back(c);

@@ -151,6 +151,8 @@ TEST(ConfigErrors, MatrixProblems) {
   EXPECT_NE(e.find("expands to no cells"), std::string::npos) << e;
   e = error_of(std::string(kBase) + "matrix:\n  run.seed: [1, 2]\n  exclude: [{run.seed: 1}]\n  include: [{run.seed: 1}]\n");
   EXPECT_NE(e.find("include entry 1 adds back what exclude entry 1 removes"), std::string::npos) << e;
+  e = error_of(std::string(kBase) + "matrix:\n  include: [{attention: zz, run.seed: 3}]\n");
+  EXPECT_NE(e.find("matrix.include: 'zz' names no attention entry; entries: a, b"), std::string::npos) << e;
   e = error_of(std::string(kBase) + "matrix:\n  attention: [zz]\n");
   EXPECT_NE(e.find("'zz' names no attention entry; entries: a, b"), std::string::npos) << e;
 }
