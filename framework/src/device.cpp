@@ -16,7 +16,6 @@ std::unique_ptr<Timer> make_timer();
 void reset_peak(int index);
 int64_t peak_allocated(int index);
 void empty_cache();
-void synchronize();
 std::vector<GpuFacts> facts();
 }  // namespace cuda_detail
 #endif
@@ -96,13 +95,6 @@ int64_t peak_device_bytes(c10::Device device) {
 void release_cached_memory(c10::Device device) {
 #ifdef ATTNBENCH_WITH_CUDA
   if (device.is_cuda()) cuda_detail::empty_cache();
-#endif
-  (void)device;
-}
-
-void synchronize(c10::Device device) {
-#ifdef ATTNBENCH_WITH_CUDA
-  if (device.is_cuda()) cuda_detail::synchronize();
 #endif
   (void)device;
 }

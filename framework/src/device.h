@@ -32,7 +32,6 @@ void reset_peak_memory(c10::Device device);
 int64_t peak_rss_bytes();                      // since the last reset_peak_memory
 int64_t peak_device_bytes(c10::Device device);  // CUDA peak allocated; 0 on CPU
 void release_cached_memory(c10::Device device);  // after an out-of-memory error
-void synchronize(c10::Device device);
 
 // Facts for the results' context block: GPU name, driver and CUDA versions; empty on CPU builds.
 struct GpuFacts {

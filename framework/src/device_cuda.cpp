@@ -64,8 +64,6 @@ int64_t peak_allocated(int index) {
 
 void empty_cache() { c10::cuda::CUDACachingAllocator::emptyCache(); }
 
-void synchronize() { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
-
 std::vector<GpuFacts> facts() {
   std::vector<GpuFacts> out;
   int count = 0;
