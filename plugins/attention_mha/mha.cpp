@@ -2,7 +2,6 @@
 // initialisation, a causal full-sequence forward and a preallocated KV cache for streaming.
 #include <attnbench/attention.h>
 
-#include "cuda_graph.h"
 #include "mha_cuda.h"
 #include "safetensors.h"
 #include "torch_compat.h"
@@ -22,7 +21,7 @@ const attnbench_param_spec_v1 kParams[] = {
     {"weights", ATTNBENCH_PARAM_STRING, "",
      ".safetensors with in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias (a PyTorch state_dict)"},
     {"max_len", ATTNBENCH_PARAM_INT, "0", "KV cache capacity in tokens; 0 grows it by doubling"},
-    {"cuda_graphs", ATTNBENCH_PARAM_BOOL, "true", "replay step() on CUDA as a captured CUDA graph"},
+    {"cuda_graphs", ATTNBENCH_PARAM_BOOL, "true", "on CUDA, replay step()'s kernels as one CUDA graph (false: launch them one by one)"},
 };
 
 constexpr int64_t kInitialCapacity = 256;
@@ -30,9 +29,10 @@ constexpr int64_t kInitialCapacity = 256;
 struct KvCache final : attnbench::State {
   at::Tensor k, v;  // (B, capacity, E), heads side by side in E; rows [0, length) are filled
   int64_t length = 0;
-  at::Tensor position;           // CUDA only: `length` on the device, which a captured step reads and advances
-  at::Tensor done;               // CUDA only: the decode kernel's block counter
-  attnbench::GraphedStep graph;  // recaptured whenever the cache is reallocated
+#ifdef ATTNBENCH_WITH_CUDA
+  at::Tensor position;  // `length` on the device, which the step's kernels read and advance
+  attnbench::mha::CudaDecodeScratch cuda;
+#endif
 };
 
 class MultiheadAttention final : public attnbench::Attention {
@@ -81,6 +81,9 @@ class MultiheadAttention final : public attnbench::Attention {
       weight_parts_[i] = in_proj_weight_.narrow(0, i * e, e);
       bias_parts_[i] = in_proj_bias_.narrow(0, i * e, e);
     }
+#ifdef ATTNBENCH_WITH_CUDA
+    cuda_weights_ = {in_proj_weight_, in_proj_bias_, out_proj_weight_, out_proj_bias_, heads_};
+#endif
   }
 
   attnbench::AttentionInfo info() const override {
@@ -117,7 +120,9 @@ class MultiheadAttention final : public attnbench::Attention {
     cache.k.narrow(1, start, length).copy_(qkv.select(2, 1).transpose(0, 1));
     cache.v.narrow(1, start, length).copy_(qkv.select(2, 2).transpose(0, 1));
     cache.length = start + length;
+#ifdef ATTNBENCH_WITH_CUDA
     if (cache.position.defined()) cache.position.fill_(cache.length);
+#endif
     at::Tensor q = qkv.select(2, 0).reshape({length, batch, heads_, head_dim_}).permute({1, 2, 0, 3});
     at::Tensor attended = attnbench::compat::attention(q, heads_view(cache.k, cache.length),
                                                        heads_view(cache.v, cache.length), start, causal_);
@@ -128,16 +133,21 @@ class MultiheadAttention final : public attnbench::Attention {
   at::Tensor step(const at::Tensor& x_t, attnbench::State& state) override {
     TORCH_CHECK(x_t.dim() == 2 && x_t.size(1) == embed_dim_, "mha: step expects (B, ", embed_dim_, "), got ", x_t.sizes());
     if (x_t.size(0) == 1 && x_t.is_cpu() && x_t.scalar_type() == at::kFloat) return step_one_cpu(x_t, state);
-    if (!x_t.is_cuda() || !cuda_graphs_) return forward(x_t.unsqueeze(0), state).squeeze(0);
-    auto& cache = attnbench::state_cast<KvCache>(state);
-    if (!cache.position.defined()) {  // made on first use, so forward-only work (prefix recompute) skips it
-      cache.position = at::full({1}, cache.length, x_t.options().dtype(at::kLong));
-      cache.done = at::zeros({1}, x_t.options().dtype(at::kInt));
+#ifdef ATTNBENCH_WITH_CUDA
+    if (x_t.is_cuda()) {
+      auto& cache = attnbench::state_cast<KvCache>(state);
+      TORCH_CHECK(x_t.size(0) == cache.k.size(0), "mha: input batch ", x_t.size(0), " differs from the state's ", cache.k.size(0));
+      if (!cache.position.defined()) {  // made on first use, so forward-only work (prefix recompute) skips it
+        cache.position = at::full({1}, cache.length, x_t.options().dtype(at::kLong));
+      }
+      reserve(cache, cache.length + 1);
+      at::Tensor out = attnbench::mha::cuda_decode_step(x_t.contiguous(), cache.k, cache.v, cache.position, cuda_weights_,
+                                                        cache.cuda, cuda_graphs_);
+      cache.length += 1;  // host-side twin of the position the kernels advanced
+      return out;
     }
-    if (reserve(cache, cache.length + 1)) cache.graph.reset();
-    at::Tensor out = cache.graph(x_t, [&](const at::Tensor& in) { return step_static(in, cache); });
-    cache.length += 1;  // host-side twin of the position the graph advanced
-    return out;
+#endif
+    return forward(x_t.unsqueeze(0), state).squeeze(0);
   }
 
   int64_t state_bytes(const attnbench::State& state) const override {
@@ -194,36 +204,10 @@ class MultiheadAttention final : public attnbench::Attention {
     return at::addmv(out_proj_bias_, out_proj_weight_, attended_).unsqueeze(0);
   }
 
-  // One token per sequence with shapes that do not depend on the cache's fill, so it can be captured
-  // as a CUDA graph: the new key/value land at the device-side position, and attention runs over the
-  // whole capacity with the unfilled rows masked out (exp(-inf) = 0 exactly, so the result is the same).
-  at::Tensor step_static(const at::Tensor& x, KvCache& cache) const {
-    const int64_t batch = x.size(0), capacity = cache.k.size(1);
-#ifdef ATTNBENCH_WITH_CUDA
-    if (attnbench::mha::cuda_decode_fits(capacity, head_dim_)) {
-      at::Tensor qkv = affine(x, in_proj_weight_, in_proj_bias_).contiguous();
-      at::Tensor heads = attnbench::mha::cuda_decode_attention(qkv, cache.k, cache.v, cache.position, cache.done, heads_);
-      return affine(heads, out_proj_weight_, out_proj_bias_);
-    }
-#endif
-    at::Tensor qkv = affine(x, in_proj_weight_, in_proj_bias_).view({batch, 3, embed_dim_});
-    cache.k.index_copy_(1, cache.position, qkv.select(1, 1).unsqueeze(1));
-    cache.v.index_copy_(1, cache.position, qkv.select(1, 2).unsqueeze(1));
-    at::Tensor q = qkv.select(1, 0).reshape({batch, heads_, 1, head_dim_});
-    at::Tensor scores = at::matmul(q, heads_view(cache.k, capacity).transpose(-2, -1))
-                            .mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)));
-    at::Tensor hidden = at::arange(capacity, cache.position.options()) > cache.position;
-    scores.masked_fill_(hidden, -INFINITY);
-    at::Tensor attended = at::matmul(at::softmax(scores, -1), heads_view(cache.v, capacity));
-    cache.position.add_(1);
-    return affine(attended.reshape({batch, embed_dim_}), out_proj_weight_, out_proj_bias_);
-  }
-
-  // Grows the cache by doubling (amortised O(1) per token) unless max_len fixes its capacity. Returns
-  // whether the buffers were reallocated.
-  bool reserve(KvCache& cache, int64_t needed) const {
+  // Grows the cache by doubling (amortised O(1) per token) unless max_len fixes its capacity.
+  void reserve(KvCache& cache, int64_t needed) const {
     const int64_t capacity = cache.k.size(1);
-    if (needed <= capacity) return false;
+    if (needed <= capacity) return;
     if (max_len_ > 0) {
       throw std::length_error("mha: KV cache is full at max_len=" + std::to_string(max_len_) +
                               " tokens; raise attention.params.max_len or set it to 0 to grow");
@@ -234,7 +218,6 @@ class MultiheadAttention final : public attnbench::Attention {
       bigger.narrow(1, 0, cache.length).copy_(t->narrow(1, 0, cache.length));
       *t = bigger;
     }
-    return true;
   }
 
   c10::Device device_;
@@ -248,6 +231,9 @@ class MultiheadAttention final : public attnbench::Attention {
   at::Tensor weight_parts_[3], bias_parts_[3];  // q, k, v rows of in_proj, as views
   at::Tensor query_, attended_;                 // step_one_cpu's buffers, (E) each
   Eigen::VectorXf scores_;
+#ifdef ATTNBENCH_WITH_CUDA
+  attnbench::mha::CudaWeights cuda_weights_;
+#endif
 };
 
 }  // namespace

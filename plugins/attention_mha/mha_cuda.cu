@@ -1,9 +1,10 @@
-// One kernel for the attention of a streamed token: append its key and value to the cache, score the
-// cached keys, softmax, weight the values. Through torch this is a dozen launches per token, which is
-// what a CUDA graph of the step would replay; here it is one.
+// MultiheadAttention's streamed step in three kernels: the in-projection (a warp per output row, which
+// also appends the key and value to the cache), attention over the cache split into slices of cached
+// tokens (cuda_kernels.cuh), and out_proj. Through torch a token is a dozen launches, most of them on
+// one or a few blocks; here each launch spreads over the GPU, which is what a latency-bound token needs.
 #include "mha_cuda.h"
 
-#include "cuda_reduce.cuh"
+#include "cuda_kernels.cuh"
 
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -13,77 +14,119 @@
 namespace attnbench::mha {
 namespace {
 
-using attnbench::cuda::block_softmax;
+using attnbench::cuda::allow_shared_bytes;
+using attnbench::cuda::attend_slice;
+using attnbench::cuda::merge_slices;
+using attnbench::cuda::SliceShared;
+using attnbench::cuda::start_next_kernel;
+using attnbench::cuda::wait_for_previous_kernel;
 using attnbench::cuda::warp_dot;
-using attnbench::cuda::weighted_rows;
 
 constexpr int64_t kMaxSharedBytes = 200 * 1024;
-constexpr int kThreads = 1024;  // 32 warps: few cached tokens each, so the latency of each is hidden
+constexpr int kWarps = 8;  // projections: a warp per output row
+constexpr int kAttendThreads = 256;
 
-// One block per (head, sequence).
+// Everything the three kernels read and write; one struct, so a KernelChain node sees any change.
 template <typename T>
-__global__ void decode_kernel(const T* __restrict__ qkv, T* __restrict__ k_cache, T* __restrict__ v_cache,
-                              int64_t* __restrict__ position, unsigned* __restrict__ done, T* __restrict__ out,
-                              int64_t capacity, int64_t e, int64_t dh, float scale) {
-  extern __shared__ float shared[];
-  float* scratch = shared;
-  float* s = shared + 32;
-  const int64_t h = blockIdx.x, b = blockIdx.y;
-  const int64_t pos = *position;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  const T* token = qkv + b * 3 * e;
-  T* k_rows = k_cache + b * capacity * e + h * dh;
-  T* v_rows = v_cache + b * capacity * e + h * dh;
-  for (int64_t d = threadIdx.x; d < dh; d += blockDim.x) {
-    k_rows[pos * e + d] = token[e + h * dh + d];
-    v_rows[pos * e + d] = token[2 * e + h * dh + d];
-  }
-  __syncthreads();
-  const T* q = token + h * dh;
-  for (int64_t j = warp; j <= pos; j += warps) {
-    const float acc = warp_dot(q, k_rows + j * e, dh);
-    if (lane == 0) s[j] = acc * scale;
-  }
-  __syncthreads();
-  block_softmax(s, pos + 1, scratch);
-  weighted_rows(s, v_rows, pos + 1, e, dh, s + capacity, out + b * e + h * dh);
-  // The last block to finish advances the position: every block has read it by then.
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    __threadfence();
-    if (atomicAdd(done, 1u) == gridDim.x * gridDim.y - 1) {
-      *position = pos + 1;
-      *done = 0;
-    }
-  }
+struct DecodeArgs {
+  const T* x;          // (B, E) the token
+  const T* in_weight;  // (3E, E)
+  const T* in_bias;    // (3E)
+  const T* out_weight;  // (E, E)
+  const T* out_bias;   // (E)
+  T* k_cache;          // (B, capacity, E)
+  T* v_cache;
+  int64_t* position;   // cached tokens before this one
+  T* q;                // (B, E)
+  float* partials;     // (B, H, slices, 2 + Dh)
+  unsigned* arrivals;  // (B, H)
+  T* attended;         // (B, E) the heads' outputs
+  T* out;              // (B, E)
+  int64_t capacity, e, heads, dh, rows_per_slice, slices;
+  float scale;
+};
+
+// Row r of [q; k; v] = in_proj x + b, rounded to T as forward's GEMM rounds it.
+template <typename T>
+__global__ void in_projection_kernel(DecodeArgs<T> a) {
+  start_next_kernel();  // attend_kernel fetches the cached keys and values meanwhile
+  const int64_t row = blockIdx.x * kWarps + threadIdx.x / 32, b = blockIdx.y;
+  if (row >= 3 * a.e) return;
+  const float v = warp_dot(a.in_weight + row * a.e, a.x + b * a.e, a.e) + static_cast<float>(a.in_bias[row]);
+  if (threadIdx.x % 32 != 0) return;
+  const int64_t part = row / a.e, col = row % a.e, slot = (b * a.capacity + *a.position) * a.e + col;
+  if (part == 0) a.q[b * a.e + col] = static_cast<T>(v);
+  else if (part == 1) a.k_cache[slot] = static_cast<T>(v);
+  else a.v_cache[slot] = static_cast<T>(v);
+}
+
+// Block (h * slices + s, b): slice s of head h's cached tokens, up to and including this one.
+template <typename T>
+__global__ void attend_kernel(DecodeArgs<T> a) {
+  extern __shared__ __align__(16) float shared[];
+  const int64_t h = blockIdx.x / a.slices, s = blockIdx.x % a.slices, b = blockIdx.y;
+  const SliceShared sh = attnbench::cuda::slice_shared(shared, a.rows_per_slice, a.slices);
+  const int64_t position = *a.position;  // advanced only by out_projection_kernel, after this kernel
+  const int64_t filled = position + 1;
+  const int64_t begin = s * a.rows_per_slice, end = begin + a.rows_per_slice < filled ? begin + a.rows_per_slice : filled;
+  const int64_t cache_offset = b * a.capacity * a.e + h * a.dh;
+  float* partials = a.partials + (b * a.heads + h) * a.slices * (2 + a.dh);
+  start_next_kernel();  // out_projection_kernel fetches its weights meanwhile
+  // Rows before `position` were cached by earlier tokens; row `position` is the previous kernel's.
+  attend_slice(sh, a.q + b * a.e + h * a.dh, a.k_cache + cache_offset, a.v_cache + cache_offset, a.e, begin, end,
+               /*ready=*/position, a.dh, a.scale, [](int64_t) { return 1.f; }, partials + s * (2 + a.dh));
+  merge_slices(sh, partials, a.slices, a.dh, a.arrivals + b * a.heads + h, a.attended + b * a.e + h * a.dh);
+}
+
+template <typename T>
+__global__ void out_projection_kernel(DecodeArgs<T> a) {
+  const int64_t row = blockIdx.x * kWarps + threadIdx.x / 32, b = blockIdx.y;
+  if (row < a.e) attnbench::cuda::warp_prefetch(a.out_weight + row * a.e, a.e * sizeof(T));
+  wait_for_previous_kernel();
+  // attend_kernel has read the position by now; the next token's kernels see it advanced.
+  if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) *a.position += 1;
+  if (row >= a.e) return;
+  const float v = warp_dot(a.out_weight + row * a.e, a.attended + b * a.e, a.e) + static_cast<float>(a.out_bias[row]);
+  if (threadIdx.x % 32 == 0) a.out[b * a.e + row] = static_cast<T>(v);
 }
 
 }  // namespace
 
-bool cuda_decode_fits(int64_t capacity, int64_t head_dim) {
-  return (32 + capacity + kThreads / 32 * head_dim) * static_cast<int64_t>(sizeof(float)) <= kMaxSharedBytes;
-}
-
-at::Tensor cuda_decode_attention(const at::Tensor& qkv, at::Tensor& k_cache, at::Tensor& v_cache, at::Tensor& position,
-                                 at::Tensor& done, int64_t heads) {
-  const int64_t batch = qkv.size(0), e = qkv.size(1) / 3, capacity = k_cache.size(1), dh = e / heads;
-  TORCH_CHECK(qkv.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous(), "cuda_decode_attention: contiguous inputs");
-  TORCH_CHECK(cuda_decode_fits(capacity, dh), "cuda_decode_attention: capacity ", capacity, " exceeds shared memory");
-  const c10::cuda::CUDAGuard guard(qkv.device());
-  at::Tensor out = at::empty({batch, e}, qkv.options());
-  const size_t shared = static_cast<size_t>(32 + capacity + kThreads / 32 * dh) * sizeof(float);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, qkv.scalar_type(), "mha_decode", [&] {
-    if (shared > 48 * 1024) {
-      C10_CUDA_CHECK(cudaFuncSetAttribute(decode_kernel<scalar_t>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(shared)));
-    }
-    decode_kernel<scalar_t><<<dim3(static_cast<unsigned>(heads), static_cast<unsigned>(batch)), kThreads, shared,
-                              at::cuda::getCurrentCUDAStream()>>>(
-        qkv.data_ptr<scalar_t>(), k_cache.data_ptr<scalar_t>(), v_cache.data_ptr<scalar_t>(),
-        position.data_ptr<int64_t>(), reinterpret_cast<unsigned*>(done.data_ptr<int32_t>()), out.data_ptr<scalar_t>(),
-        capacity, e, dh, 1.f / sqrtf(static_cast<float>(dh)));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+at::Tensor cuda_decode_step(const at::Tensor& x, at::Tensor& k_cache, at::Tensor& v_cache, at::Tensor& position,
+                            const CudaWeights& w, CudaDecodeScratch& scratch, bool graph) {
+  const int64_t batch = x.size(0), e = x.size(1), capacity = k_cache.size(1), heads = w.heads, dh = e / heads;
+  TORCH_CHECK(x.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous(), "mha cuda_decode_step: contiguous inputs");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const attnbench::cuda::Slicing slicing = attnbench::cuda::slicing_for(capacity);
+  const size_t shared = attnbench::cuda::slice_shared_bytes(slicing.rows_per_slice, slicing.slices);
+  TORCH_CHECK(static_cast<int64_t>(shared) <= kMaxSharedBytes, "mha: a KV cache of ", capacity,
+              " tokens is too large for the CUDA step; lower attention.params.max_len");
+  if (!scratch.query.defined() || scratch.query.size(0) != batch || scratch.query.scalar_type() != x.scalar_type()) {
+    scratch.query = at::empty({batch, e}, x.options());
+    scratch.attended = at::empty({batch, e}, x.options());
+    scratch.arrivals = at::zeros({batch, heads}, x.options().dtype(at::kInt));
+  }
+  if (!scratch.partials.defined() || scratch.partials.size(2) != slicing.slices) {  // the cache grew
+    scratch.partials = at::empty({batch, heads, slicing.slices, 2 + dh}, x.options().dtype(at::kFloat));
+  }
+  at::Tensor out = at::empty({batch, e}, x.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "mha_decode", [&] {
+    const DecodeArgs<scalar_t> a{
+        x.data_ptr<scalar_t>(), w.in_proj_weight.data_ptr<scalar_t>(), w.in_proj_bias.data_ptr<scalar_t>(),
+        w.out_proj_weight.data_ptr<scalar_t>(), w.out_proj_bias.data_ptr<scalar_t>(), k_cache.data_ptr<scalar_t>(),
+        v_cache.data_ptr<scalar_t>(), position.data_ptr<int64_t>(), scratch.query.data_ptr<scalar_t>(),
+        scratch.partials.data_ptr<float>(), reinterpret_cast<unsigned*>(scratch.arrivals.data_ptr<int32_t>()),
+        scratch.attended.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), capacity, e, heads, dh,
+        slicing.rows_per_slice, slicing.slices, 1.f / sqrtf(static_cast<float>(dh))};
+    const auto rows = [&](int64_t count) { return dim3(static_cast<unsigned>(attnbench::cuda::ceil_div(count, kWarps)), static_cast<unsigned>(batch)); };
+    const dim3 warp_rows(kWarps * 32);
+    scratch.chain.set(0, in_projection_kernel<scalar_t>, rows(3 * e), warp_rows, 0, a);
+    allow_shared_bytes(reinterpret_cast<const void*>(attend_kernel<scalar_t>), shared);
+    scratch.chain.set(1, attend_kernel<scalar_t>, dim3(static_cast<unsigned>(heads * slicing.slices), static_cast<unsigned>(batch)),
+                      dim3(kAttendThreads), shared, a);
+    scratch.chain.set(2, out_projection_kernel<scalar_t>, rows(e), warp_rows, 0, a);
   });
+  scratch.chain.run(at::cuda::getCurrentCUDAStream(), graph);
   return out;
 }
 

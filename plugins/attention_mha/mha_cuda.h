@@ -1,20 +1,30 @@
-// MultiheadAttention's streamed step on CUDA: attention over the KV cache in one kernel.
+// MultiheadAttention's streamed step on CUDA: three kernels over a preallocated KV cache.
 #pragma once
 
 #ifdef ATTNBENCH_WITH_CUDA
+#include "kernel_chain.h"
+
 #include <ATen/ATen.h>
 
 namespace attnbench::mha {
 
-// Whether a cache of `capacity` tokens and heads of `head_dim` fit the kernel's shared memory.
-bool cuda_decode_fits(int64_t capacity, int64_t head_dim);
+struct CudaWeights {
+  at::Tensor in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias;  // (3E, E), (3E), (E, E), (E)
+  int64_t heads = 0;
+};
 
-// qkv: (B, 3E) projections of one token per sequence; k_cache, v_cache: (B, capacity, E); position: one
-// int64 on the device, the number of cached tokens; done: one int32 on the device, zero between calls.
-// Appends k and v at `position`, attends over positions 0..position, advances `position`. Shapes do not
-// depend on the fill, so a CUDA graph can replay it. Returns the heads' outputs (B, E), before out_proj.
-at::Tensor cuda_decode_attention(const at::Tensor& qkv, at::Tensor& k_cache, at::Tensor& v_cache, at::Tensor& position,
-                                 at::Tensor& done, int64_t heads);
+// One cache's scratch for streamed tokens and the launches that use it; made on the first step.
+struct CudaDecodeScratch {
+  at::Tensor query, attended, partials, arrivals;
+  attnbench::KernelChain chain;
+};
+
+// One token per sequence: x (B, E); k_cache, v_cache (B, capacity, E); position: one int64 on the
+// device, the number of cached tokens. Appends the token's key and value at `position`, attends over
+// positions 0..position, applies out_proj and advances `position`. Nothing depends on the fill on the
+// host side, so the launches replay as one CUDA graph (when `graph`) until the cache is reallocated.
+at::Tensor cuda_decode_step(const at::Tensor& x, at::Tensor& k_cache, at::Tensor& v_cache, at::Tensor& position,
+                            const CudaWeights& w, CudaDecodeScratch& scratch, bool graph);
 
 }  // namespace attnbench::mha
 #endif

@@ -7,7 +7,6 @@
 //   p[h, r] = softmax_r(q_h . Ek[r, h] / sqrt(Dh));  out_h = sum_r p[h, r] x_t[r] Ev[r, h]
 #include <attnbench/attention.h>
 
-#include "cuda_graph.h"
 #include "reservoir_cuda.h"
 #include "safetensors.h"
 #include "topology.h"
@@ -34,12 +33,14 @@ const attnbench_param_spec_v1 kParams[] = {
     {"local_radius", ATTNBENCH_PARAM_INT, "1", "smallworld only: lattice links within this distance"},
     {"weights", ATTNBENCH_PARAM_STRING, "", "load weights from this .safetensors (names in docs/reservoir.md)"},
     {"save_weights", ATTNBENCH_PARAM_STRING, "", "save the weights in use to this .safetensors"},
-    {"cuda_graphs", ATTNBENCH_PARAM_BOOL, "true", "replay step() on CUDA as a captured CUDA graph"},
+    {"cuda_graphs", ATTNBENCH_PARAM_BOOL, "true", "on CUDA, replay step()'s kernels as one CUDA graph (false: launch them one by one)"},
 };
 
 struct ReservoirState final : attnbench::State {
   at::Tensor x;  // (B, N) float32: the state stays in fp32 under AMP, so rounding does not accumulate
-  attnbench::GraphedStep graph;  // step() on CUDA; x is updated in place, so one capture stays valid
+#ifdef ATTNBENCH_WITH_CUDA
+  attnbench::reservoir::CudaStepScratch cuda;  // step() on CUDA
+#endif
 };
 
 at::Tensor linear_init(int64_t out, int64_t in, at::Generator& gen) {
@@ -129,15 +130,13 @@ class ReservoirAttention final : public attnbench::Attention {
   at::Tensor step(const at::Tensor& u_t, attnbench::State& state) override {
     TORCH_CHECK(u_t.dim() == 2 && u_t.size(1) == embed_dim_, "reservoir: step expects (B, ", embed_dim_, "), got ", u_t.sizes());
     if (u_t.size(0) == 1 && u_t.is_cpu() && u_t.scalar_type() == at::kFloat) return step_one_cpu(u_t, state);
-    auto& s = attnbench::state_cast<ReservoirState>(state);
 #ifdef ATTNBENCH_WITH_CUDA
-    if (u_t.is_cuda() && in_size_ == embed_dim_ && attnbench::reservoir::cuda_step_fits(size_, head_dim_)) {
-      auto fused = [&](const at::Tensor& in) { return attnbench::reservoir::cuda_fused_step(in.contiguous(), s.x, cuda_weights_); };
-      return cuda_graphs_ ? s.graph(u_t, fused) : fused(u_t);
+    if (u_t.is_cuda()) {
+      auto& s = attnbench::state_cast<ReservoirState>(state);
+      return attnbench::reservoir::cuda_step(u_t.contiguous(), s.x, cuda_weights_, s.cuda, cuda_graphs_);
     }
 #endif
-    auto eager = [&](const at::Tensor& in) { return forward(in.unsqueeze(0), state).squeeze(0); };
-    return u_t.is_cuda() && cuda_graphs_ ? s.graph(u_t, eager) : eager(u_t);
+    return forward(u_t.unsqueeze(0), state).squeeze(0);
   }
 
   int64_t state_bytes(const attnbench::State& state) const override {
@@ -240,11 +239,9 @@ class ReservoirAttention final : public attnbench::Attention {
       csr_indptr_ = at::from_blob(const_cast<int64_t*>(w_.outerIndexPtr()), {size_ + 1}, at::kLong).to(index);
       csr_indices_ = at::from_blob(const_cast<int64_t*>(w_.innerIndexPtr()), {nnz}, at::kLong).to(index);
       csr_values_ = at::from_blob(const_cast<float*>(w_.valuePtr()), {nnz}, at::kFloat).to(device_);
-      Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> dense(w_.transpose());
-      w_dense_t_ = at::from_blob(dense.data(), {size_, size_}, at::kFloat).to(device_);
 #ifdef ATTNBENCH_WITH_CUDA
-      cuda_weights_ = {win_bias_, win_input_, query_proj_dev_, ek_dev_, ev_dev_, csr_indptr_, csr_indices_, csr_values_,
-                       heads_, leak_};
+      cuda_weights_ = {input_proj_dev_, win_bias_, win_input_, query_proj_dev_, ek_dev_, ev_dev_,
+                       csr_indptr_, csr_indices_, csr_values_, heads_, leak_};
 #endif
     }
   }
@@ -279,17 +276,11 @@ class ReservoirAttention final : public attnbench::Attention {
       return states;
     }
 #ifdef ATTNBENCH_WITH_CUDA
-    if (x.is_cuda() && attnbench::reservoir::cuda_recurrence_fits(size_)) {
-      attnbench::reservoir::cuda_recurrence(pre.contiguous(), x, states, csr_indptr_, csr_indices_, csr_values_, leak_);
-      return states;
-    }
-#endif
-    // Any other device, or N too large for the kernel: one matrix-vector product per token through torch.
-    for (int64_t t = 0; t < length; ++t) {
-      x.copy_(x * (1.0 - leak_) + at::tanh(pre[t] + at::mm(x, w_dense_t_)) * leak_);
-      states[t].copy_(x);
-    }
+    attnbench::reservoir::cuda_recurrence(pre.contiguous(), x, states, csr_indptr_, csr_indices_, csr_values_, leak_);
     return states;
+#else
+    throw std::logic_error("reservoir: no recurrence for device " + x.device().str());  // info() lists cpu and cuda only
+#endif
   }
 
   // flat: (M, E) tokens; states: (M, N) float32 reservoir states after each token. Returns (M, E).
@@ -352,7 +343,6 @@ class ReservoirAttention final : public attnbench::Attention {
   at::Tensor win_, input_proj_, query_proj_, ek_, ev_;  // fp32 CPU masters, as saved
   at::Tensor win_bias_, win_input_, input_proj_dev_, query_proj_dev_, ek_dev_, ev_dev_, ek_heads_, ev_heads_;
   at::Tensor csr_indptr_, csr_indices_, csr_values_;  // W on a non-CPU device
-  at::Tensor w_dense_t_;                              // W^T dense there, for the per-token fallback
   at::Tensor pre_, query_, projected_;                  // step_one_cpu's buffers
 #ifdef ATTNBENCH_WITH_CUDA
   attnbench::reservoir::CudaStepWeights cuda_weights_;

@@ -1,6 +1,7 @@
 // Asserts the CUDA paths of the built-in plugins (skipped where there is no CUDA device): step equals
 // forward on CUDA with and without CUDA graphs, CUDA outputs equal the CPU's for the same weights, AMP
-// (fp16) stays within 1e-3 relative of fp32, and the reservoir's fused recurrence kernel matches the CPU.
+// (fp16) stays within 1e-3 relative of fp32, and the reservoir's other kernels (input projection, a W
+// too large for one block's shared memory) match the CPU too.
 #include "conformance/helpers.h"
 #include "device.h"
 
@@ -72,3 +73,21 @@ TEST_P(Cuda, HalfPrecisionStaysCloseToFloat) {
 }
 
 INSTANTIATE_TEST_SUITE_P(BuiltIn, Cuda, ::testing::Values("mha", "reservoir"));
+
+TEST(CudaReservoir, InputProjectionAndLargeReservoirMatchTheCpu) {
+  if (!attnbench::cuda_available()) GTEST_SKIP() << attnbench::cuda_unavailable_reason();
+  const c10::Device cuda(c10::kCUDA, 0);
+  Params projected = params_for("reservoir", true);
+  projected.set("in_size", int64_t{32});
+  // 2048 nodes at density 0.01: ~42k nonzeros, past what one block stages, so the cooperative kernel runs.
+  Params large = params_for("reservoir", true);
+  large.set("res_size", int64_t{2048});
+  for (const Params& p : {projected, large}) {
+    at::Tensor x = at::randn({40, 2, kE});
+    auto cpu = layer_on("reservoir", p, c10::kCPU);
+    auto gpu = layer_on("reservoir", p, cuda);
+    at::Tensor full = attnbench::run_full(*gpu, x.cuda());
+    EXPECT_LT(rel(full, attnbench::run_full(*cpu, x)), 1e-5);
+    EXPECT_LT(rel(attnbench::run_steps(*gpu, x.cuda()), full), 1e-6);
+  }
+}

@@ -1,0 +1,259 @@
+// Device code the built-in plugins' kernels share: warp and block reductions, 16-byte vector loads, a
+// warp's dot product, and attention of one query split across blocks.
+#pragma once
+
+#include <c10/cuda/CUDAException.h>
+#include <cuda/atomic>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace attnbench::cuda {
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// Sum or max of one value per thread over the whole block; every thread gets the result. `scratch`
+// holds 32 floats of shared memory; blockDim.x must be a multiple of 32.
+template <bool kMax>
+__device__ float block_reduce(float v, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  v = kMax ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous reduction
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : (kMax ? -INFINITY : 0.f);
+  return kMax ? warp_max(v) : warp_sum(v);
+}
+
+__device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+// Programmatic dependent launch (sm_90 and later; no-ops before). A kernel that a KernelChain launches
+// after another may start while that one still runs: it loads what the previous kernel does not write
+// (weights), then waits here until the previous kernel's writes are visible.
+__device__ __forceinline__ void wait_for_previous_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+// Lets the next kernel of the chain start now rather than when this one ends.
+__device__ __forceinline__ void start_next_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// The warp asks for `bytes` from p to be brought into L1, one 128-byte line per lane, and does not wait.
+__device__ __forceinline__ void warp_prefetch(const void* p, int64_t bytes) {
+  const char* base = static_cast<const char*>(p);
+  for (int64_t offset = (threadIdx.x % 32) * 128; offset < bytes; offset += 32 * 128) {
+    asm volatile("prefetch.global.L1 [%0];" ::"l"(base + offset));
+  }
+}
+
+// kCount elements from 16-byte-aligned p, as floats, in 16-byte loads.
+template <int kCount, typename T>
+__device__ __forceinline__ void load_floats(const T* p, float (&out)[kCount]) {
+  static_assert(kCount * sizeof(T) % 16 == 0, "whole 16-byte words");
+  constexpr int kPerWord = 16 / sizeof(T);
+#pragma unroll
+  for (int w = 0; w < kCount / kPerWord; ++w) {
+    const uint4 word = reinterpret_cast<const uint4*>(p)[w];
+    const T* elements = reinterpret_cast<const T*>(&word);
+#pragma unroll
+    for (int i = 0; i < kPerWord; ++i) out[w * kPerWord + i] = static_cast<float>(elements[i]);
+  }
+}
+
+// sum_i a[i] b[i], i < len, by one warp; every lane gets it. With both rows 16-byte aligned each lane
+// issues all its 16-byte loads (up to kChunks of them per row) before it uses any: these dots are
+// latency-bound, and a 768-wide row then costs one memory round trip instead of several.
+template <typename A, typename B>
+__device__ float warp_dot(const A* a, const B* b, int64_t len) {
+  constexpr int kVec = 16 / (sizeof(A) < sizeof(B) ? sizeof(A) : sizeof(B));
+  constexpr int kWordsA = kVec * sizeof(A) / 16, kWordsB = kVec * sizeof(B) / 16;
+  constexpr int kChunks = 8;
+  const int lane = threadIdx.x % 32;
+  float acc = 0.f;
+  int64_t tail = 0;
+  if (aligned16(a) && aligned16(b)) {
+    tail = len / kVec * kVec;
+    for (int64_t base = 0; base < tail; base += 32 * kVec * kChunks) {
+      uint4 wa[kChunks][kWordsA], wb[kChunks][kWordsB];
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c) {
+        const int64_t i = base + (c * 32 + lane) * kVec;
+        if (i >= tail) break;
+#pragma unroll
+        for (int w = 0; w < kWordsA; ++w) wa[c][w] = reinterpret_cast<const uint4*>(a + i)[w];
+#pragma unroll
+        for (int w = 0; w < kWordsB; ++w) wb[c][w] = reinterpret_cast<const uint4*>(b + i)[w];
+      }
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c) {
+        if (base + (c * 32 + lane) * kVec >= tail) break;
+        const A* x = reinterpret_cast<const A*>(wa[c]);
+        const B* y = reinterpret_cast<const B*>(wb[c]);
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) acc += static_cast<float>(x[k]) * static_cast<float>(y[k]);
+      }
+    }
+  }
+  for (int64_t i = tail + lane; i < len; i += 32) acc += static_cast<float>(a[i]) * static_cast<float>(b[i]);
+  return warp_sum(acc);
+}
+
+// Attention of one query over keys split into slices, one slice per block ("flash decoding"): a
+// streamed token's attention is too little work for one block per head to be anything but latency,
+// so each block scores its rows, softmaxes them locally and writes (max m, sum of exp(s - m), values
+// weighted by exp(s - m) * row_scale(r)); the head's last block to finish merges the slices exactly.
+// Loads that do not depend on earlier results are issued first, so each phase is one round trip.
+struct SliceShared {
+  float* scores;   // one float per row of the slice
+  float* merge;    // two floats per slice of the head
+  float* scratch;  // 32 floats
+};
+
+constexpr int kEarly = 16;  // value rows (and merged slices) a thread loads before it needs them
+
+// Rows [begin, end) of `keys`/`values` (row r at r * stride) against `query` (dh); an empty slice
+// writes m = -inf, sum 0. partial: 2 + dh floats. Rows before `ready` are not written by the previous
+// kernel of the chain, so they are fetched before waiting for it; the query, the rows from `ready` on
+// and row_scale(r), a factor on row r's weight, are read after.
+template <typename Q, typename T, typename RowScale>
+__device__ void attend_slice(const SliceShared& sh, const Q* query, const T* keys, const T* values, int64_t stride,
+                             int64_t begin, int64_t end, int64_t ready, int64_t dh, float scale, RowScale row_scale,
+                             float* partial) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  const int64_t rows = end > begin ? end - begin : 0, early_rows = ready - begin < rows ? ready - begin : rows;
+  const int64_t column = threadIdx.x;  // the first column this thread sums; its first rows load early
+  for (int64_t i = warp; i < early_rows; i += warps) warp_prefetch(keys + (begin + i) * stride, dh * sizeof(T));
+  T early[kEarly];
+#pragma unroll
+  for (int i = 0; i < kEarly; ++i) {
+    if (column < dh && i < early_rows) early[i] = values[(begin + i) * stride + column];
+  }
+  wait_for_previous_kernel();
+#pragma unroll
+  for (int i = 0; i < kEarly; ++i) {
+    if (column < dh && i >= early_rows && i < rows) early[i] = values[(begin + i) * stride + column];
+  }
+  // This thread's row scale is read with the query, not after the softmax.
+  const float own_scale = threadIdx.x < rows ? row_scale(begin + threadIdx.x) : 0.f;
+  for (int64_t i = warp; i < rows; i += warps) {
+    const float s = warp_dot(query, keys + (begin + i) * stride, dh);
+    if (lane == 0) sh.scores[i] = s * scale;
+  }
+  __syncthreads();
+  float m = -INFINITY;
+  for (int64_t i = threadIdx.x; i < rows; i += blockDim.x) m = fmaxf(m, sh.scores[i]);
+  m = block_reduce<true>(m, sh.scratch);
+  float total = 0.f;
+  for (int64_t i = threadIdx.x; i < rows; i += blockDim.x) {
+    const float p = expf(sh.scores[i] - m);
+    total += p;
+    sh.scores[i] = p * (i == threadIdx.x ? own_scale : row_scale(begin + i));
+  }
+  total = block_reduce<false>(total, sh.scratch);  // its barriers also publish the weights
+  for (int64_t d = column; d < dh; d += blockDim.x) {
+    float acc = 0.f;
+    int64_t i = 0;
+    if (d == column) {
+#pragma unroll
+      for (; i < kEarly && i < rows; ++i) acc += sh.scores[i] * static_cast<float>(early[i]);
+    }
+    for (; i < rows; ++i) acc += sh.scores[i] * static_cast<float>(values[(begin + i) * stride + d]);
+    partial[2 + d] = acc;
+  }
+  if (threadIdx.x == 0) {
+    partial[0] = m;
+    partial[1] = total;
+  }
+}
+
+// After attend_slice, by every block of the head: the last of `slices` blocks to arrive at `arrivals`
+// merges the head's partials (slices x (2 + dh) floats) into out[0, dh) and zeroes `arrivals` for the
+// next launch.
+template <typename T>
+__device__ void merge_slices(const SliceShared& sh, const float* partials, int64_t slices, int64_t dh,
+                             unsigned* arrivals, T* out) {
+  __shared__ bool last;
+  __syncthreads();  // the whole partial is written before thread 0 publishes it
+  if (threadIdx.x == 0) {
+    // Release orders this block's partial (the barrier put it before this) ahead of the count; the
+    // acquire of the last arrival orders every other block's partial ahead of its reads.
+    ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> count(*arrivals);
+    last = count.fetch_add(1u, ::cuda::memory_order_acq_rel) == slices - 1;
+  }
+  __syncthreads();
+  if (!last) return;
+  const int64_t width = 2 + dh, column = threadIdx.x;
+  // __ldcg: other blocks wrote these, so they are read from L2, never from a stale L1 line.
+  float early[kEarly];
+#pragma unroll
+  for (int s = 0; s < kEarly; ++s) {
+    if (column < dh && s < slices) early[s] = __ldcg(partials + s * width + 2 + column);
+  }
+  float m = -INFINITY;
+  for (int64_t s = threadIdx.x; s < slices; s += blockDim.x) {
+    sh.merge[s] = __ldcg(partials + s * width);
+    sh.merge[slices + s] = __ldcg(partials + s * width + 1);
+    m = fmaxf(m, sh.merge[s]);
+  }
+  m = block_reduce<true>(m, sh.scratch);
+  float total = 0.f;
+  for (int64_t s = threadIdx.x; s < slices; s += blockDim.x) {
+    sh.merge[s] = expf(sh.merge[s] - m);  // the slice's weight; 0 for an empty slice
+    total += sh.merge[s] * sh.merge[slices + s];
+  }
+  total = block_reduce<false>(total, sh.scratch);  // its barriers also publish the weights
+  const float inv = 1.f / total;
+  for (int64_t d = column; d < dh; d += blockDim.x) {
+    float acc = 0.f;
+    int64_t s = 0;
+    if (d == column) {
+#pragma unroll
+      for (; s < kEarly && s < slices; ++s) acc += sh.merge[s] * early[s];
+    }
+    for (; s < slices; ++s) acc += sh.merge[s] * __ldcg(partials + s * width + 2 + d);
+    out[d] = static_cast<T>(acc * inv);
+  }
+  if (threadIdx.x == 0) *arrivals = 0;
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// How a key range of `rows` is cut into slices: 16 rows each (two per warp of a 256-thread block, and
+// within what a thread prefetches), more once there would be over 256 slices for a merge to read.
+struct Slicing {
+  int64_t rows_per_slice, slices;
+};
+inline Slicing slicing_for(int64_t rows) {
+  const int64_t per = ceil_div(rows, 256);
+  const int64_t rows_per_slice = per > 16 ? per : 16;
+  return {rows_per_slice, ceil_div(rows, rows_per_slice)};
+}
+
+// Dynamic shared memory for a SliceShared of these sizes, and its layout over `base`.
+inline size_t slice_shared_bytes(int64_t rows_per_slice, int64_t slices) {
+  return static_cast<size_t>(rows_per_slice + 2 * slices + 32) * sizeof(float);
+}
+__device__ inline SliceShared slice_shared(float* base, int64_t rows_per_slice, int64_t slices) {
+  return {base, base + rows_per_slice, base + rows_per_slice + 2 * slices};
+}
+
+// Lets `kernel` take `bytes` of dynamic shared memory; past 48 KB a kernel must opt in.
+inline void allow_shared_bytes(const void* kernel, size_t bytes) {
+  if (bytes > 48 * 1024) {
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  }
+}
+
+}  // namespace attnbench::cuda
