@@ -2,8 +2,6 @@
 
 #include <c10/cuda/CUDAException.h>
 
-#include <cstring>
-
 namespace attnbench {
 namespace {
 

@@ -314,7 +314,7 @@ at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& 
   }
   at::Tensor out = at::empty({batch, e}, u.options());
   const size_t shared = attnbench::cuda::slice_shared_bytes(slicing.rows_per_slice, slicing.slices);
-  TORCH_CHECK(static_cast<int64_t>(shared) <= kMaxSharedBytes, "reservoir cuda_step: head_dim ", dh, " too large");
+  TORCH_CHECK(static_cast<int64_t>(shared) <= kMaxSharedBytes, "reservoir: res_size ", n, " is too large for the CUDA step");
   const dim3 warp_rows(kWarps * 32);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "reservoir_step", [&] {
     auto ptr = [](const at::Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
