@@ -1,5 +1,5 @@
-// Device code the built-in plugins' kernels share: warp and block reductions, 16-byte vector loads, a
-// warp's dot product, and attention of one query split across blocks.
+// Device code the built-in plugins' kernels share: warp and block reductions, programmatic dependent
+// launch, a warp's dot product in 16-byte loads, and attention of one query split across blocks.
 #pragma once
 
 #include <c10/cuda/CUDAException.h>
@@ -55,20 +55,6 @@ __device__ __forceinline__ void warp_prefetch(const void* p, int64_t bytes) {
   const char* base = static_cast<const char*>(p);
   for (int64_t offset = (threadIdx.x % 32) * 128; offset < bytes; offset += 32 * 128) {
     asm volatile("prefetch.global.L1 [%0];" ::"l"(base + offset));
-  }
-}
-
-// kCount elements from 16-byte-aligned p, as floats, in 16-byte loads.
-template <int kCount, typename T>
-__device__ __forceinline__ void load_floats(const T* p, float (&out)[kCount]) {
-  static_assert(kCount * sizeof(T) % 16 == 0, "whole 16-byte words");
-  constexpr int kPerWord = 16 / sizeof(T);
-#pragma unroll
-  for (int w = 0; w < kCount / kPerWord; ++w) {
-    const uint4 word = reinterpret_cast<const uint4*>(p)[w];
-    const T* elements = reinterpret_cast<const T*>(&word);
-#pragma unroll
-    for (int i = 0; i < kPerWord; ++i) out[w * kPerWord + i] = static_cast<float>(elements[i]);
   }
 }
 
