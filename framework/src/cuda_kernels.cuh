@@ -59,8 +59,8 @@ __device__ __forceinline__ void warp_prefetch(const void* p, int64_t bytes) {
 }
 
 // sum_i a[i] b[i], i < len, by one warp; every lane gets it. With both rows 16-byte aligned each lane
-// issues all its 16-byte loads (up to kChunks of them per row) before it uses any: these dots are
-// latency-bound, and a 768-wide row then costs one memory round trip instead of several.
+// issues all its 16-byte loads (up to kChunks of them per row) before it uses any, so the loads of a
+// row (6 a lane for 768 floats) are in flight together: these dots are latency-bound.
 template <typename A, typename B>
 __device__ float warp_dot(const A* a, const B* b, int64_t len) {
   constexpr int kVec = 16 / (sizeof(A) < sizeof(B) ? sizeof(A) : sizeof(B));
