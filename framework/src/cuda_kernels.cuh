@@ -33,6 +33,19 @@ __device__ float block_reduce(float v, float* scratch) {
   return kMax ? warp_max(v) : warp_sum(v);
 }
 
+// Dynamic shared memory the built-in kernels allow themselves: under the H100's 227 KB opt-in limit.
+constexpr int64_t kMaxSharedBytes = 200 * 1024;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Kernels with a warp per output row (the projections): kRowWarps warps a block, blockIdx.y the sequence.
+constexpr int kRowWarps = 8;
+__device__ __forceinline__ int64_t warp_row() { return blockIdx.x * kRowWarps + threadIdx.x / 32; }
+inline dim3 row_grid(int64_t rows, int64_t batch) {
+  return dim3(static_cast<unsigned>(ceil_div(rows, kRowWarps)), static_cast<unsigned>(batch));
+}
+inline dim3 row_block() { return dim3(kRowWarps * 32); }
+
 __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 // Programmatic dependent launch (sm_90 and later; no-ops before). A kernel that a KernelChain launches
@@ -214,8 +227,6 @@ __device__ void merge_slices(const SliceShared& sh, const float* partials, int64
   if (threadIdx.x == 0) *arrivals = 0;
 }
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // How a key range of `rows` is cut into slices: 16 rows each (two per warp of a 256-thread block, and
 // within what a thread prefetches), more once there would be over 256 slices for a merge to read.
 struct Slicing {
@@ -234,6 +245,13 @@ inline size_t slice_shared_bytes(int64_t rows_per_slice, int64_t slices) {
 __device__ inline SliceShared slice_shared(float* base, int64_t rows_per_slice, int64_t slices) {
   return {base, base + rows_per_slice, base + rows_per_slice + 2 * slices};
 }
+
+// Kernels that attend a slice per block: block (h * slices + s, b) takes slice s of head h of sequence b.
+constexpr int kSliceThreads = 256;
+inline dim3 slice_grid(int64_t heads, const Slicing& slicing, int64_t batch) {
+  return dim3(static_cast<unsigned>(heads * slicing.slices), static_cast<unsigned>(batch));
+}
+inline dim3 slice_block() { return dim3(kSliceThreads); }
 
 // Lets `kernel` take `bytes` of dynamic shared memory; past 48 KB a kernel must opt in.
 inline void allow_shared_bytes(const void* kernel, size_t bytes) {

@@ -16,15 +16,18 @@ namespace {
 
 using attnbench::cuda::allow_shared_bytes;
 using attnbench::cuda::attend_slice;
+using attnbench::cuda::kMaxSharedBytes;
 using attnbench::cuda::merge_slices;
+using attnbench::cuda::row_block;
+using attnbench::cuda::row_grid;
+using attnbench::cuda::slice_block;
+using attnbench::cuda::slice_grid;
 using attnbench::cuda::SliceShared;
 using attnbench::cuda::start_next_kernel;
 using attnbench::cuda::wait_for_previous_kernel;
 using attnbench::cuda::warp_dot;
+using attnbench::cuda::warp_row;
 
-constexpr int64_t kMaxSharedBytes = 200 * 1024;
-constexpr int kWarps = 8;  // projections: a warp per output row
-constexpr int kAttendThreads = 256;
 
 // Everything the three kernels read and write; one struct, so a KernelChain node sees any change.
 template <typename T>
@@ -50,7 +53,7 @@ struct DecodeArgs {
 template <typename T>
 __global__ void in_projection_kernel(DecodeArgs<T> a) {
   start_next_kernel();  // attend_kernel fetches the cached keys and values meanwhile
-  const int64_t row = blockIdx.x * kWarps + threadIdx.x / 32, b = blockIdx.y;
+  const int64_t row = warp_row(), b = blockIdx.y;
   if (row >= 3 * a.e) return;
   const float v = warp_dot(a.in_weight + row * a.e, a.x + b * a.e, a.e) + static_cast<float>(a.in_bias[row]);
   if (threadIdx.x % 32 != 0) return;
@@ -80,7 +83,7 @@ __global__ void attend_kernel(DecodeArgs<T> a) {
 
 template <typename T>
 __global__ void out_projection_kernel(DecodeArgs<T> a) {
-  const int64_t row = blockIdx.x * kWarps + threadIdx.x / 32, b = blockIdx.y;
+  const int64_t row = warp_row(), b = blockIdx.y;
   if (row < a.e) attnbench::cuda::warp_prefetch(a.out_weight + row * a.e, a.e * sizeof(T));
   wait_for_previous_kernel();
   // attend_kernel has read the position by now; the next token's kernels see it advanced.
@@ -118,13 +121,10 @@ at::Tensor cuda_decode_step(const at::Tensor& x, at::Tensor& k_cache, at::Tensor
         scratch.partials.data_ptr<float>(), reinterpret_cast<unsigned*>(scratch.arrivals.data_ptr<int32_t>()),
         scratch.attended.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), capacity, e, heads, dh,
         slicing.rows_per_slice, slicing.slices, 1.f / sqrtf(static_cast<float>(dh))};
-    const auto rows = [&](int64_t count) { return dim3(static_cast<unsigned>(attnbench::cuda::ceil_div(count, kWarps)), static_cast<unsigned>(batch)); };
-    const dim3 warp_rows(kWarps * 32);
-    scratch.chain.set(0, in_projection_kernel<scalar_t>, rows(3 * e), warp_rows, 0, a);
+    scratch.chain.set(0, in_projection_kernel<scalar_t>, row_grid(3 * e, batch), row_block(), 0, a);
     allow_shared_bytes(reinterpret_cast<const void*>(attend_kernel<scalar_t>), shared);
-    scratch.chain.set(1, attend_kernel<scalar_t>, dim3(static_cast<unsigned>(heads * slicing.slices), static_cast<unsigned>(batch)),
-                      dim3(kAttendThreads), shared, a);
-    scratch.chain.set(2, out_projection_kernel<scalar_t>, rows(e), warp_rows, 0, a);
+    scratch.chain.set(1, attend_kernel<scalar_t>, slice_grid(heads, slicing, batch), slice_block(), shared, a);
+    scratch.chain.set(2, out_projection_kernel<scalar_t>, row_grid(e, batch), row_block(), 0, a);
   });
   scratch.chain.run(at::cuda::getCurrentCUDAStream(), graph);
   return out;

@@ -26,18 +26,22 @@ namespace {
 
 using attnbench::cuda::allow_shared_bytes;
 using attnbench::cuda::attend_slice;
+using attnbench::cuda::kMaxSharedBytes;
+using attnbench::cuda::kRowWarps;
 using attnbench::cuda::merge_slices;
+using attnbench::cuda::row_block;
+using attnbench::cuda::row_grid;
+using attnbench::cuda::slice_block;
+using attnbench::cuda::slice_grid;
 using attnbench::cuda::SliceShared;
 using attnbench::cuda::start_next_kernel;
 using attnbench::cuda::wait_for_previous_kernel;
 using attnbench::cuda::warp_dot;
+using attnbench::cuda::warp_row;
 using attnbench::cuda::warp_sum;
 
-constexpr int64_t kMaxSharedBytes = 200 * 1024;  // under the H100's 227 KB opt-in limit
-constexpr int kThreads = 1024;                   // the one-block recurrence
-constexpr int kGridThreads = 256;                // the many-block recurrence: 8 warps, ~4 rows each
-constexpr int kWarps = 8;                        // step kernels: a warp per output row
-constexpr int kAttendThreads = 256;
+constexpr int kThreads = 1024;                  // the one-block recurrence
+constexpr int kGridThreads = 256;               // the many-block recurrence: 8 warps, ~4 rows each
 constexpr int64_t kMaxStagedState = 12 * 1024;  // N floats in 48 KB: the step stages the state up to this
 // Up to this many nonzeros one block runs the recurrence; past it, the cooperative grid. On the H100
 // one block costs ~1.2 ns per nonzero per token and a grid-wide barrier ~7 us: N=256 (655 nonzeros)
@@ -181,7 +185,7 @@ struct StepArgs {
 template <typename T>
 __global__ void input_projection_kernel(StepArgs<T> a) {
   start_next_kernel();
-  const int64_t row = blockIdx.x * kWarps + threadIdx.x / 32, b = blockIdx.y;
+  const int64_t row = warp_row(), b = blockIdx.y;
   if (row >= a.in) return;
   const float v = warp_dot(a.input_proj + row * a.e, a.u + b * a.e, a.e);
   if (threadIdx.x % 32 == 0) a.projected[b * a.in + row] = static_cast<T>(v);
@@ -196,10 +200,10 @@ __global__ void project_kernel(StepArgs<T> a) {
   extern __shared__ __align__(16) float shared[];
   start_next_kernel();         // attend_kernel fetches its keys and values meanwhile
   wait_for_previous_kernel();  // the input projection, when there is one
-  const int64_t row = blockIdx.x * kWarps + threadIdx.x / 32, b = blockIdx.y;
+  const int64_t row = warp_row(), b = blockIdx.y;
   const T* u = a.u + b * a.e;
   const float* x = a.x + b * a.n;
-  const bool stage = blockIdx.x * kWarps < a.n && a.n <= kMaxStagedState;  // a block with state rows
+  const bool stage = blockIdx.x * kRowWarps < a.n && a.n <= kMaxStagedState;  // a block with state rows
   int64_t k_begin = 0, k_end = 0;
   float x_r = 0.f, v = 0.f;
   if (row < a.n) {
@@ -315,7 +319,6 @@ at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& 
   at::Tensor out = at::empty({batch, e}, u.options());
   const size_t shared = attnbench::cuda::slice_shared_bytes(slicing.rows_per_slice, slicing.slices);
   TORCH_CHECK(static_cast<int64_t>(shared) <= kMaxSharedBytes, "reservoir: res_size ", n, " is too large for the CUDA step");
-  const dim3 warp_rows(kWarps * 32);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "reservoir_step", [&] {
     auto ptr = [](const at::Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
     const StepArgs<scalar_t> a{
@@ -326,14 +329,12 @@ at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& 
         scratch.partials.data_ptr<float>(), reinterpret_cast<unsigned*>(scratch.arrivals.data_ptr<int32_t>()),
         out.data_ptr<scalar_t>(), n, e, in, heads, dh, slicing.rows_per_slice, slicing.slices,
         static_cast<float>(w.leak), 1.f / sqrtf(static_cast<float>(dh))};
-    const auto rows = [&](int64_t count) { return dim3(static_cast<unsigned>(attnbench::cuda::ceil_div(count, kWarps)), static_cast<unsigned>(batch)); };
     size_t i = 0;
-    if (w.input_proj.defined()) scratch.chain.set(i++, input_projection_kernel<scalar_t>, rows(in), warp_rows, 0, a);
+    if (w.input_proj.defined()) scratch.chain.set(i++, input_projection_kernel<scalar_t>, row_grid(in, batch), row_block(), 0, a);
     const size_t staged_state = n <= kMaxStagedState ? static_cast<size_t>(n) * sizeof(float) : 0;
-    scratch.chain.set(i++, project_kernel<scalar_t>, rows(n + e), warp_rows, staged_state, a);
+    scratch.chain.set(i++, project_kernel<scalar_t>, row_grid(n + e, batch), row_block(), staged_state, a);
     allow_shared_bytes(reinterpret_cast<const void*>(attend_kernel<scalar_t>), shared);
-    scratch.chain.set(i++, attend_kernel<scalar_t>, dim3(static_cast<unsigned>(heads * slicing.slices), static_cast<unsigned>(batch)),
-                      dim3(kAttendThreads), shared, a);
+    scratch.chain.set(i++, attend_kernel<scalar_t>, slice_grid(heads, slicing, batch), slice_block(), shared, a);
   });
   scratch.chain.run(at::cuda::getCurrentCUDAStream(), graph);
   return out;
