@@ -3,8 +3,9 @@
 #include <attnbench/attention.h>
 
 #include "mha_cuda.h"
-#include "safetensors.h"
-#include "torch_compat.h"
+#include <attnbench/support/checks.h>
+#include <attnbench/support/safetensors.h>
+#include <attnbench/support/torch_compat.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <Eigen/Core>
@@ -37,6 +38,18 @@ struct KvCache final : attnbench::State {
 
 class MultiheadAttention final : public attnbench::Attention {
  public:
+  static void validate(const attnbench::Params& p, int64_t embed_dim) {
+    const int64_t e = p.get_int("embed_dim") > 0 ? p.get_int("embed_dim") : embed_dim;
+    if (p.get_int("embed_dim") < 0 || (embed_dim > 0 && e != embed_dim)) {
+      throw attnbench::InvalidParameter("embed_dim", "mha: embed_dim " + std::to_string(p.get_int("embed_dim")) +
+                                                         " differs from the embedder's width " + std::to_string(embed_dim) +
+                                                         "; leave embed_dim at 0 to follow the embedder");
+    }
+    attnbench::checks::divides("mha", "heads", p.get_int("heads"), e);
+    attnbench::checks::in_range("mha", "max_len", static_cast<double>(p.get_int("max_len")), 0, INFINITY);
+    attnbench::checks::file_or_empty("mha", "weights", p.get_string("weights"));
+  }
+
   explicit MultiheadAttention(const attnbench::CreateArgs& args)
       : device_(args.device),
         dtype_(args.dtype),
@@ -46,15 +59,7 @@ class MultiheadAttention final : public attnbench::Attention {
         max_len_(args.params.get_int("max_len")),
         cuda_graphs_(args.params.get_bool("cuda_graphs")),
         weights_path_(args.params.get_string("weights")) {
-    if (embed_dim_ != args.embed_dim) {
-      throw std::invalid_argument("mha: embed_dim " + std::to_string(embed_dim_) + " differs from the embedder's width " +
-                                  std::to_string(args.embed_dim) + "; leave embed_dim at 0 to follow the embedder");
-    }
-    if (heads_ < 1 || embed_dim_ % heads_ != 0) {
-      throw std::invalid_argument("mha: heads " + std::to_string(heads_) + " must be >= 1 and divide embed_dim " +
-                                  std::to_string(embed_dim_));
-    }
-    if (max_len_ < 0) throw std::invalid_argument("mha: max_len must be >= 0 (0 grows the cache)");
+    validate(args.params, args.embed_dim);
     head_dim_ = embed_dim_ / heads_;
     const int64_t e = embed_dim_;
     if (weights_path_.empty()) {
@@ -116,7 +121,7 @@ class MultiheadAttention final : public attnbench::Attention {
     const int64_t length = x.size(0), batch = x.size(1), start = cache.length;
     at::Tensor qkv = affine(x.reshape({length * batch, embed_dim_}), in_proj_weight_, in_proj_bias_)
                          .view({length, batch, 3, embed_dim_});
-    reserve(cache, start + length);
+    ensure_capacity(cache, start + length);
     cache.k.narrow(1, start, length).copy_(qkv.select(2, 1).transpose(0, 1));
     cache.v.narrow(1, start, length).copy_(qkv.select(2, 2).transpose(0, 1));
     cache.length = start + length;
@@ -140,7 +145,7 @@ class MultiheadAttention final : public attnbench::Attention {
       if (!cache.position.defined()) {  // made on first use, so forward-only work (prefix recompute) skips it
         cache.position = at::full({1}, cache.length, x_t.options().dtype(at::kLong));
       }
-      reserve(cache, cache.length + 1);
+      ensure_capacity(cache, cache.length + 1);
       at::Tensor out = attnbench::mha::cuda_decode_step(x_t.contiguous(), cache.k, cache.v, cache.position, cuda_weights_,
                                                         cache.cuda, cuda_graphs_);
       cache.length += 1;  // host-side twin of the position the kernels advanced
@@ -148,6 +153,13 @@ class MultiheadAttention final : public attnbench::Attention {
     }
 #endif
     return forward(x_t.unsqueeze(0), state).squeeze(0);
+  }
+
+  // The cache at exactly the tokens announced, so a sequence of known length never copies it to grow
+  // (max_len, when set, fixes the capacity instead).
+  void reserve(attnbench::State& state, int64_t tokens) override {
+    auto& cache = attnbench::state_cast<KvCache>(state);
+    if (max_len_ == 0 && tokens > cache.k.size(1)) resize(cache, tokens);
   }
 
   int64_t state_bytes(const attnbench::State& state) const override {
@@ -177,7 +189,7 @@ class MultiheadAttention final : public attnbench::Attention {
     using Strided = Eigen::Stride<Eigen::Dynamic, 1>;
     auto& cache = attnbench::state_cast<KvCache>(state);
     const int64_t e = embed_dim_, t = cache.length;
-    reserve(cache, t + 1);
+    ensure_capacity(cache, t + 1);
     const at::Tensor x = x_t[0];
     if (!query_.defined()) {
       query_ = at::empty({e});
@@ -205,16 +217,19 @@ class MultiheadAttention final : public attnbench::Attention {
   }
 
   // Grows the cache by doubling (amortised O(1) per token) unless max_len fixes its capacity.
-  void reserve(KvCache& cache, int64_t needed) const {
+  void ensure_capacity(KvCache& cache, int64_t needed) const {
     const int64_t capacity = cache.k.size(1);
     if (needed <= capacity) return;
     if (max_len_ > 0) {
       throw std::length_error("mha: KV cache is full at max_len=" + std::to_string(max_len_) +
                               " tokens; raise attention.params.max_len or set it to 0 to grow");
     }
-    const int64_t grown = std::max(needed, 2 * capacity);
+    resize(cache, std::max(needed, 2 * capacity));
+  }
+
+  void resize(KvCache& cache, int64_t capacity) const {
     for (at::Tensor* t : {&cache.k, &cache.v}) {
-      at::Tensor bigger = at::empty({t->size(0), grown, embed_dim_}, t->options());
+      at::Tensor bigger = at::empty({t->size(0), capacity, embed_dim_}, t->options());
       bigger.narrow(1, 0, cache.length).copy_(t->narrow(1, 0, cache.length));
       *t = bigger;
     }

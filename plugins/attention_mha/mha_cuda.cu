@@ -4,7 +4,7 @@
 // one or a few blocks; here each launch spreads over the GPU, which is what a latency-bound token needs.
 #include "mha_cuda.h"
 
-#include "cuda_kernels.cuh"
+#include <attnbench/support/cuda_kernels.cuh>
 
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>

@@ -2,7 +2,7 @@
 #pragma once
 
 #ifdef ATTNBENCH_WITH_CUDA
-#include "kernel_chain.h"
+#include <attnbench/support/kernel_chain.h>
 
 #include <ATen/ATen.h>
 

@@ -8,7 +8,8 @@
 #include <attnbench/attention.h>
 
 #include "reservoir_cuda.h"
-#include "safetensors.h"
+#include <attnbench/support/checks.h>
+#include <attnbench/support/safetensors.h>
 #include "topology.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -36,6 +37,9 @@ const attnbench_param_spec_v1 kParams[] = {
     {"cuda_graphs", ATTNBENCH_PARAM_BOOL, "true", "on CUDA, replay step()'s kernels as one CUDA graph (false: launch them one by one)"},
 };
 
+// Beyond a million nodes the input weights alone (N x E floats) outgrow any machine this runs on.
+constexpr double kMaxSize = 1 << 20;
+
 struct ReservoirState final : attnbench::State {
   at::Tensor x;  // (B, N) float32: the state stays in fp32 under AMP, so rounding does not accumulate
 #ifdef ATTNBENCH_WITH_CUDA
@@ -51,6 +55,27 @@ at::Tensor linear_init(int64_t out, int64_t in, at::Generator& gen) {
 
 class ReservoirAttention final : public attnbench::Attention {
  public:
+  static void validate(const attnbench::Params& p, int64_t embed_dim) {
+    using namespace attnbench::checks;
+    const std::string who = "reservoir";
+    auto integer = [&](const char* name, double lo, double hi) {
+      in_range(who, name, static_cast<double>(p.get_int(name)), lo, hi);
+    };
+    divides(who, "heads", p.get_int("heads"), embed_dim);
+    integer("res_size", 2, kMaxSize);
+    integer("in_size", 0, kMaxSize);
+    in_range(who, "density", p.get_float("density"), 0, 1, /*open_low=*/true);
+    one_of(who, "topology", p.get_string("topology"), attnbench::reservoir::topologies());
+    in_range(who, "rho", p.get_float("rho"), 0, INFINITY);
+    in_range(who, "leak", p.get_float("leak"), 0, 1, /*open_low=*/true);
+    integer("seed", -1, INFINITY);
+    in_range(who, "radius", p.get_float("radius"), 0, INFINITY);
+    // Beyond the lattice's largest distance every node links to every other: a dense W, slowly built.
+    const double side = std::ceil(std::sqrt(static_cast<double>(p.get_int("res_size"))));
+    integer("local_radius", 1, 2 * side);
+    file_or_empty(who, "weights", p.get_string("weights"));
+  }
+
   explicit ReservoirAttention(const attnbench::CreateArgs& args)
       : device_(args.device),
         dtype_(args.dtype),
@@ -60,12 +85,7 @@ class ReservoirAttention final : public attnbench::Attention {
         cuda_graphs_(args.params.get_bool("cuda_graphs")),
         weights_path_(args.params.get_string("weights")) {
     const attnbench::Params& p = args.params;
-    if (heads_ < 1 || embed_dim_ % heads_ != 0) {
-      throw std::invalid_argument("reservoir: heads " + std::to_string(heads_) + " must be >= 1 and divide E = " +
-                                  std::to_string(embed_dim_));
-    }
-    if (!(leak_ > 0 && leak_ <= 1)) throw std::invalid_argument("reservoir: leak must be in (0, 1], got " + std::to_string(leak_));
-    if (p.get_float("rho") < 0) throw std::invalid_argument("reservoir: rho must be >= 0");
+    validate(p, embed_dim_);
     head_dim_ = embed_dim_ / heads_;
     size_ = p.get_int("res_size");
     in_size_ = p.get_int("in_size") > 0 ? p.get_int("in_size") : embed_dim_;

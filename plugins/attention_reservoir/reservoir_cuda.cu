@@ -13,7 +13,7 @@
 // first still runs and fetches its keys and values before it waits for the first's results.
 #include "reservoir_cuda.h"
 
-#include "cuda_kernels.cuh"
+#include <attnbench/support/cuda_kernels.cuh>
 
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>

@@ -1,7 +1,7 @@
 #include "bert.h"
 
-#include "safetensors.h"
-#include "torch_compat.h"
+#include <attnbench/support/safetensors.h>
+#include <attnbench/support/torch_compat.h>
 
 #include <nlohmann/json.hpp>
 

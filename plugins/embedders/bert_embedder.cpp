@@ -5,8 +5,9 @@
 
 #include "bert.h"
 #include "corpus.h"
-#include "hash.h"
-#include "safetensors.h"
+#include <attnbench/support/checks.h>
+#include <attnbench/support/hash.h>
+#include <attnbench/support/safetensors.h>
 #include "wordpiece.h"
 
 #include <chrono>
@@ -41,6 +42,21 @@ nlohmann::json file_identity(const std::string& path) {
 
 class BertEmbedder final : public attnbench::Embedder {
  public:
+  // The model directory is only looked at, not loaded: when its config.json reads, the width is known
+  // before anything runs; a missing or broken checkpoint is the cell's error, with the reader's message.
+  static int64_t validate(const attnbench::Params& p) {
+    using attnbench::checks::in_range;
+    in_range("bert", "skip", static_cast<double>(p.get_int("skip")), 0, INFINITY);
+    in_range("bert", "min_chars", static_cast<double>(p.get_int("min_chars")), 0, INFINITY);
+    in_range("bert", "batch_size", static_cast<double>(p.get_int("batch_size")), 1, 1 << 16);
+    attnbench::checks::one_of("bert", "format", p.get_string("format"), attnbench::text::corpus_formats());
+    try {
+      return attnbench::text::read_bert_config(p.get_string("model")).hidden_size;
+    } catch (const std::exception&) {
+      return 0;
+    }
+  }
+
   explicit BertEmbedder(const attnbench::CreateArgs& args)
       : args_(args),
         model_dir_(args.params.get_string("model")),
@@ -51,7 +67,7 @@ class BertEmbedder final : public attnbench::Embedder {
     corpus_.text_field = args.params.get_string("text_field");
     corpus_.skip = args.params.get_int("skip");
     corpus_.min_chars = args.params.get_int("min_chars");
-    if (batch_size_ < 1) throw std::invalid_argument("bert: batch_size must be >= 1");
+    validate(args.params);
     if (!fs::is_directory(model_dir_)) {
       throw std::invalid_argument("bert: model directory '" + model_dir_ +
                                   "' does not exist; scripts/fetch_model.sh puts all-MiniLM-L6-v2 in models/ "

@@ -1,6 +1,8 @@
 #include "corpus.h"
 
-#include "utf8.h"
+#include <algorithm>
+
+#include <attnbench/support/utf8.h>
 
 #include <bzlib.h>
 #include <nlohmann/json.hpp>
@@ -299,9 +301,14 @@ std::string detect_format(const std::string& path) {
   return "paragraphs";
 }
 
+const std::vector<std::string>& corpus_formats() {
+  static const std::vector<std::string> formats{"auto", "lines", "paragraphs", "jsonl", "mediawiki"};
+  return formats;
+}
+
 void read_corpus(const CorpusOptions& options, const std::function<bool(const std::string&)>& take) {
   const std::string format = options.format == "auto" ? detect_format(options.path) : options.format;
-  if (format != "lines" && format != "paragraphs" && format != "jsonl" && format != "mediawiki") {
+  if (format == "auto" || std::find(corpus_formats().begin(), corpus_formats().end(), format) == corpus_formats().end()) {
     throw CorpusError("corpus format '" + format + "' is not one of auto, lines, paragraphs, jsonl, mediawiki");
   }
   LineReader reader(options.path);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace attnbench::text {
 
@@ -28,6 +29,9 @@ struct CorpusOptions {
 // Throws CorpusError naming the file (and line) for a missing file, bad JSON, a missing field, invalid
 // UTF-8 or a broken bz2 stream.
 void read_corpus(const CorpusOptions& options, const std::function<bool(const std::string&)>& take);
+
+// Every value CorpusOptions::format accepts.
+const std::vector<std::string>& corpus_formats();
 
 // The format `auto` resolves to for `path`.
 std::string detect_format(const std::string& path);

@@ -2,7 +2,8 @@
 // e.g. written by another tool or by `runner --save-outputs`.
 #include <attnbench/embedder.h>
 
-#include "safetensors.h"
+#include <attnbench/support/checks.h>
+#include <attnbench/support/safetensors.h>
 
 namespace {
 
@@ -13,8 +14,14 @@ const attnbench_param_spec_v1 kParams[] = {
 
 class FileEmbedder final : public attnbench::Embedder {
  public:
+  static int64_t validate(const attnbench::Params& p) {
+    if (p.get_string("path").empty()) throw attnbench::InvalidParameter("path", "file: set data.params.path to a .safetensors file");
+    attnbench::checks::file_or_empty("file", "path", p.get_string("path"));
+    return 0;  // the width is in the file, read when the cell runs
+  }
+
   explicit FileEmbedder(const attnbench::CreateArgs& args) : args_(args), path_(args.params.get_string("path")) {
-    if (path_.empty()) throw std::invalid_argument("file: set data.params.path to a .safetensors file");
+    validate(args.params);
     attnbench::TensorFile file = attnbench::load_safetensors(path_);
     const std::string name = args.params.get_string("tensor");
     auto it = file.tensors.find(name);

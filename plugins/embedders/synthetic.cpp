@@ -1,5 +1,6 @@
 // The `synthetic` embedder: seeded Gaussian token embeddings, so studies and tests run with no data.
 #include <attnbench/embedder.h>
+#include <attnbench/support/checks.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -13,12 +14,19 @@ const attnbench_param_spec_v1 kParams[] = {
 
 class SyntheticEmbedder final : public attnbench::Embedder {
  public:
+  static int64_t validate(const attnbench::Params& p) {
+    attnbench::checks::in_range("synthetic", "embed_dim", static_cast<double>(p.get_int("embed_dim")), 1, 1 << 20);
+    attnbench::checks::in_range("synthetic", "scale", p.get_float("scale"), 0, INFINITY);
+    attnbench::checks::in_range("synthetic", "seed", static_cast<double>(p.get_int("seed")), -1, INFINITY);
+    return p.get_int("embed_dim");
+  }
+
   explicit SyntheticEmbedder(const attnbench::CreateArgs& args)
       : args_(args),
         embed_dim_(args.params.get_int("embed_dim")),
         scale_(args.params.get_float("scale")),
         seed_(args.params.get_int("seed") < 0 ? args.seed : static_cast<uint64_t>(args.params.get_int("seed"))) {
-    if (embed_dim_ < 1) throw std::invalid_argument("synthetic: embed_dim must be >= 1");
+    validate(args.params);
   }
 
   attnbench::EmbedderInfo info() const override {

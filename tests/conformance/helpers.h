@@ -1,8 +1,8 @@
 // Helpers shared by the built-in plugins' conformance tests.
 #pragma once
 
-#include "loader.h"
-#include "measure.h"
+#include "plugins/loader.h"
+#include "measure/protocols.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>

@@ -3,7 +3,7 @@
 // (fp16) stays within 1e-3 relative of fp32, and the reservoir's other kernels (input projection, a W
 // too large for one block's shared memory) match the CPU too.
 #include "conformance/helpers.h"
-#include "device.h"
+#include "measure/device.h"
 
 using attnbench::Params;
 using attnbench::testing::rel;

@@ -8,7 +8,7 @@
 //    agree, the state is constant in size, saved weights reload to identical outputs;
 //  - invalid parameters are one clear error each.
 #include "conformance/helpers.h"
-#include "safetensors.h"
+#include <attnbench/support/safetensors.h>
 #include "topology.h"
 
 #include <Eigen/Eigenvalues>
@@ -180,13 +180,13 @@ TEST(Reservoir, InvalidParametersAreClearErrors) {
             std::string::npos);
   EXPECT_NE(create_error("reservoir", reservoir_params(64, "uniform", 1.5), kE).find("density must be in (0, 1], got 1.5"),
             std::string::npos);
-  EXPECT_NE(create_error("reservoir", reservoir_params(1), kE).find("res_size must be >= 2, got 1"), std::string::npos);
+  EXPECT_NE(create_error("reservoir", reservoir_params(1), kE).find("res_size must be in [2, 1048576], got 1"), std::string::npos);
   EXPECT_NE(create_error("reservoir", reservoir_params(64, "ring"), kE)
                 .find("unknown topology 'ring'; valid: uniform, geometric, smallworld"),
             std::string::npos);
   Params heads = reservoir_params(64);
   heads.set("heads", int64_t{5});
-  EXPECT_NE(create_error("reservoir", heads, kE).find("heads 5 must be >= 1 and divide E = 32"), std::string::npos);
+  EXPECT_NE(create_error("reservoir", heads, kE).find("heads 5 must be >= 1 and divide embed_dim 32"), std::string::npos);
   Params leak = reservoir_params(64);
   leak.set("leak", 0.0);
   EXPECT_NE(create_error("reservoir", leak, kE).find("leak must be in (0, 1]"), std::string::npos);

@@ -1,6 +1,6 @@
 // Fuzzes the safetensors reader: any file must load or raise SafetensorsError.
 #include "fuzz_util.h"
-#include "safetensors.h"
+#include <attnbench/support/safetensors.h>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

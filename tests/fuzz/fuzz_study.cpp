@@ -1,5 +1,5 @@
 // Fuzzes the study loader: any input must load or raise ConfigError; nothing else may escape or crash.
-#include "config.h"
+#include "study/study.h"
 
 #include <cstddef>
 #include <cstdint>

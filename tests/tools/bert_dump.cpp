@@ -2,7 +2,7 @@
 // Tokenizes each line of TEXTS with the checkpoint's vocab.txt and runs the BERT encoder on it (fp32),
 // writing ids_<i> and hidden_<i> for scripts/hf_parity.py to compare with Hugging Face transformers.
 #include "bert.h"
-#include "safetensors.h"
+#include <attnbench/support/safetensors.h>
 #include "wordpiece.h"
 
 #include <fstream>

@@ -2,8 +2,9 @@
 // --set overrides, axes that apply only to layers that have the parameter, stable hashes, and errors
 // that name file:line:column, the key and the valid choices.
 // To add a case: write the YAML inline, load it with load_study_text and check the cells or the message.
-#include "config.h"
-#include "runner.h"
+#include "study/study.h"
+#include "cli/run_study.h"
+#include "study/select.h"
 
 #include <gtest/gtest.h>
 

@@ -1,10 +1,10 @@
 // Asserts the core's building blocks: the statistics (against hand-computed values), the error metric,
 // the safetensors reader/writer (round trip and each way a file can be broken), and the results file
 // (lines flushed, a torn last line cut off on reopen, done cells listed).
-#include "measure.h"
-#include "results.h"
-#include "safetensors.h"
-#include "stats.h"
+#include "measure/protocols.h"
+#include "results/results_file.h"
+#include <attnbench/support/safetensors.h>
+#include "measure/stats.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>

@@ -5,13 +5,16 @@
 //  - the measurement protocols on the exact fixture plugin: step == forward, prefix == step and the two
 //    closed loops agree bit for bit, and the closed loop feeds each token once;
 //  - run_study writes one JSON line per cell with the documented fields, skips done cells on rerun,
-//    records a failing plugin's cell as an error and goes on, and skips CUDA cells on a CPU build.
-#include "check.h"
-#include "device.h"
-#include "loader.h"
-#include "measure.h"
-#include "runner.h"
-#include "safetensors.h"
+//    records a failing plugin's cell as an error and goes on, and skips CUDA cells on a CPU build;
+//  - the status a plugin reports crosses the boundary: Unsupported skips the cell, out of memory is an
+//    error with a hint, a parameter validate() refuses is a located ConfigError when the study loads;
+//  - a plugin built for SDK ABI minor 0 still loads and runs, and the host calls nothing minor 1 added.
+#include "measure/check.h"
+#include "measure/device.h"
+#include "plugins/loader.h"
+#include "measure/protocols.h"
+#include "cli/run_study.h"
+#include <attnbench/support/safetensors.h>
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -96,6 +99,35 @@ TEST(Loader, NotAPluginMissingFileUnknownNameAndWrongKind) {
   EXPECT_NE(e.find("mha"), std::string::npos) << e;
   e = load_error("synthetic");
   EXPECT_NE(e.find("plugin 'synthetic' is an embedder plugin, but an attention plugin is needed here"), std::string::npos) << e;
+}
+
+TEST(Loader, AMinorZeroPluginLoadsAndRunsWithoutMinorOneCalls) {
+  const attnbench::Plugin& old = attnbench::load_plugin(fixture("fixture_minor0"), ATTNBENCH_PLUGIN_ATTENTION);
+  EXPECT_EQ(old.info->sdk_abi_minor, 0u);
+  EXPECT_EQ(old.info->struct_size, ATTNBENCH_PLUGIN_INFO_V1_0_SIZE);
+  EXPECT_FALSE(old.has_minor(1));
+  // The fixture's minor-1 entries abort when called: running a study and a failing call proves the host
+  // stays within what minor 0 had.
+  std::string results = temp_path("minor0.jsonl");
+  fs::remove(results);
+  std::string yaml = fixture_study("matrix:\n  attention.params.fault: [none, throw_forward]\n");
+  yaml.replace(yaml.find("attnbench_fixture.so"), std::string("attnbench_fixture.so").size(), "attnbench_fixture_minor0.so");
+  std::ostringstream out;
+  EXPECT_EQ(attnbench::run_study(study_from(yaml, results), {}, out), 1) << out.str();
+  auto lines = read_jsonl(results);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["status"], "ok");
+  EXPECT_EQ(lines[0]["metrics"]["consistency"]["step_vs_full"]["rel_rms"], 0.0);
+  EXPECT_EQ(lines[1]["status"], "error");
+  EXPECT_EQ(lines[1]["message"], "plugin 'fixture_minor0' forward(): fixture: asked to fail in forward");
+}
+
+TEST(Loader, ATooSmallHandshakeIsRefused) {
+  attnbench_plugin_info_v1 info = *attnbench::load_plugin(fixture("fixture"), ATTNBENCH_PLUGIN_ATTENTION).info;
+  info.struct_size = ATTNBENCH_PLUGIN_INFO_V1_0_SIZE;  // claims minor 1 without room for its fields
+  EXPECT_NE(attnbench::handshake_mismatch(info).find("handshake struct size: plugin"), std::string::npos);
+  info.struct_size = 16;
+  EXPECT_NE(attnbench::handshake_mismatch(info).find("not a v1 handshake"), std::string::npos);
 }
 
 TEST(Loader, ListsBuiltInPluginsWithVersions) {
@@ -258,6 +290,49 @@ TEST(Runner, AFailingCellIsRecordedAndTheMatrixGoesOn) {
   EXPECT_EQ(lines[3]["message"], "plugin 'fixture' forward() returned NaN or Inf");
   EXPECT_EQ(lines[4]["status"], "ok");  // a wrong step is a measurement, not a crash
   EXPECT_NEAR(lines[4]["metrics"]["consistency"]["step_vs_full"]["max_abs"].get<double>(), 1e-3, 1e-6);
+}
+
+TEST(Runner, StatusFromThePluginDecidesSkipOrError) {
+  std::string results = temp_path("status.jsonl");
+  fs::remove(results);
+  std::string yaml = fixture_study("matrix:\n  attention.params.fault: [unsupported, out_of_memory, none]\n");
+  std::ostringstream out;
+  EXPECT_EQ(attnbench::run_study(study_from(yaml, results), {}, out), 1) << out.str();
+  auto lines = read_jsonl(results);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0]["status"], "skipped");
+  EXPECT_EQ(lines[0]["message"], "plugin 'fixture' forward(): fixture: asked to skip this cell");
+  EXPECT_EQ(lines[1]["status"], "error");
+  const std::string oom = lines[1]["message"];
+  EXPECT_NE(oom.find("fixture: asked to run out of memory"), std::string::npos) << oom;
+  EXPECT_NE(oom.find("(lower data.seq_len, run.batch or the layer's size for this cell)"), std::string::npos) << oom;
+  EXPECT_EQ(oom.find("Exception raised from"), std::string::npos) << "no C++ backtrace: " << oom;
+  EXPECT_EQ(oom.find('\n'), std::string::npos) << oom;
+  EXPECT_EQ(lines[2]["status"], "ok");
+}
+
+TEST(Runner, ValidateRunsWhenTheStudyLoadsAndNamesTheParameter) {
+  try {
+    study_from(fixture_study("matrix:\n  attention.params.fault: [none, sometimes]\n"), temp_path("never.jsonl"));
+    FAIL();
+  } catch (const attnbench::ConfigError& e) {
+    EXPECT_STREQ(e.what(), "test.yaml:10:34: attention[fx].params.fault: fixture: unknown fault 'sometimes'; valid: none, "
+                           "throw_create, throw_forward, wrong_shape, nan, step_differs, cuda_only, unsupported, out_of_memory");
+  }
+}
+
+TEST(Runner, ContextCarriesTheBuildsProvenance) {
+  std::string results = temp_path("provenance.jsonl");
+  fs::remove(results);
+  std::ostringstream out;
+  attnbench::run_study(study_from(fixture_study(), results), {}, out);
+  const nlohmann::json context = read_jsonl(results).at(0)["context"];
+  for (const char* key : {"attnbench_version", "git_commit", "git_dirty", "build_type", "compiler", "cuda_architectures",
+                          "torch", "attnbench_sdk_abi"}) {
+    EXPECT_TRUE(context.contains(key)) << key;
+  }
+  EXPECT_EQ(context["attnbench_sdk_abi"], "1.1");
+  EXPECT_EQ(context["git_dirty"].get<bool>(), context["git_commit"].get<std::string>().find("-dirty") != std::string::npos);
 }
 
 TEST(Runner, CudaCellsAreSkippedWhereThereIsNoCuda) {

@@ -8,7 +8,7 @@
 //    clear errors.
 #include "bert.h"
 #include "corpus.h"
-#include "safetensors.h"
+#include <attnbench/support/safetensors.h>
 #include "test_util.h"
 #include "wordpiece.h"
 
@@ -243,7 +243,8 @@ TEST(Bert, BrokenCheckpointsAreClearErrors) {
   EXPECT_NE(model_error(missing).find("missing tensor 'encoder.layer.1.output.dense.bias'"), std::string::npos);
 }
 
-#include "runner.h"
+#include "cli/run_study.h"
+#include "plugins/loader.h"
 
 #include <sstream>
 

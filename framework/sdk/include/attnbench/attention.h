@@ -4,7 +4,18 @@
 //   ATTNBENCH_ATTENTION_PLUGIN(MyAttention, "my_attention", "1.0.0", kParams)
 //
 // MyAttention needs a constructor taking `const attnbench::CreateArgs&`. Its methods may throw; the
-// adapter below turns exceptions into messages before they reach the host.
+// adapter below turns exceptions into messages before they reach the host. Throw
+// attnbench::InvalidParameter for a bad parameter and attnbench::Unsupported for a cell the layer cannot
+// run (the cell is then skipped, not failed).
+//
+// Optionally, MyAttention declares
+//
+//   static void validate(const attnbench::Params& params, int64_t embed_dim);
+//
+// which checks the parameters without building anything (embed_dim is 0 when the study cannot know it
+// yet) and throws attnbench::InvalidParameter naming the bad one. The runner calls it when a study loads,
+// so `runner study.yaml --dry-run` reports the mistake with its file, line and column. Call it from the
+// constructor too, so the checks live in one place.
 //
 // Shapes: L tokens, B independent sequences (batch), E model width. Tensors come in and must go out on
 // CreateArgs::device in CreateArgs::dtype.
@@ -12,6 +23,7 @@
 
 #include <attnbench/common.h>
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +48,11 @@ template <typename T>
 const T& state_cast(const State& state) {
   return state_cast<T>(const_cast<State&>(state));
 }
+
+struct StepTraffic {
+  int64_t read_bytes = -1;
+  int64_t write_bytes = -1;
+};
 
 struct AttentionInfo {
   std::string description;                 // one line for humans
@@ -65,6 +82,21 @@ class Attention {
 
   // Bytes the state holds now (a KV cache grows with tokens, a reservoir does not).
   virtual int64_t state_bytes(const State& state) const = 0;
+
+  // Optional. A hint that `state` will take about `tokens` tokens in all, like std::vector::reserve: a
+  // layer whose state grows may allocate it once. Called after init_state and outside timed regions.
+  virtual void reserve(State& state, int64_t tokens) {
+    (void)state;
+    (void)tokens;
+  }
+
+  // Optional. The bytes the next step() on `state` reads and writes in device memory (weights, state,
+  // cache up to the current position); the runner reports the bandwidth a step achieves from it.
+  // {-1, -1}: not declared.
+  virtual StepTraffic step_traffic(const State& state) const {
+    (void)state;
+    return {};
+  }
 };
 
 // The object that crosses the boundary: every call is noexcept and reports failure as false plus
@@ -78,6 +110,10 @@ class AttentionHandle {
   virtual bool state_bytes(const State& state, int64_t* out) noexcept = 0;
   virtual const char* last_error() const noexcept = 0;
   virtual void destroy() noexcept = 0;  // deletes this handle with the plugin's own code
+  // --- SDK ABI minor 1: called only when the plugin's handshake says sdk_abi_minor >= 1
+  virtual const Failure& last_failure() const noexcept = 0;
+  virtual bool reserve(State& state, int64_t tokens) noexcept = 0;
+  virtual bool step_traffic(const State& state, StepTraffic* out) noexcept = 0;
 
  protected:
   ~AttentionHandle() = default;
@@ -89,6 +125,10 @@ template <typename Impl>
 class AttentionAdapter final : public AttentionHandle {
  public:
   explicit AttentionAdapter(const CreateArgs& args) : impl_(args) {}
+  static void validate(const ValidateArgs& args, ValidateResult& result) {
+    if constexpr (has_validate<Impl>::value) Impl::validate(args.params, args.embed_dim);
+    result.embed_dim = args.embed_dim;
+  }
   bool info(AttentionInfo* out) noexcept override {
     return guarded(error_, [&] { *out = impl_.info(); });
   }
@@ -104,12 +144,26 @@ class AttentionAdapter final : public AttentionHandle {
   bool state_bytes(const State& state, int64_t* out) noexcept override {
     return guarded(error_, [&] { *out = impl_.state_bytes(state); });
   }
-  const char* last_error() const noexcept override { return error_.c_str(); }
+  const char* last_error() const noexcept override { return error_.message.c_str(); }
   void destroy() noexcept override { delete this; }
+#if ATTNBENCH_HANDSHAKE_ABI_MINOR >= 1
+  const Failure& last_failure() const noexcept override { return error_; }
+  bool reserve(State& state, int64_t tokens) noexcept override {
+    return guarded(error_, [&] { impl_.reserve(state, tokens); });
+  }
+  bool step_traffic(const State& state, StepTraffic* out) noexcept override {
+    return guarded(error_, [&] { *out = impl_.step_traffic(state); });
+  }
+#else
+  // A test build that poses as a minor-0 plugin: the host must never call what minor 0 does not have.
+  const Failure& last_failure() const noexcept override { std::abort(); }
+  bool reserve(State&, int64_t) noexcept override { std::abort(); }
+  bool step_traffic(const State&, StepTraffic*) noexcept override { std::abort(); }
+#endif
 
  private:
   Impl impl_;
-  std::string error_;
+  Failure error_;
 };
 
 }  // namespace detail

@@ -1,0 +1,244 @@
+// The `runner` executable: command-line parsing and top-level error reporting only.
+#include "cli/multi_device.h"
+#include "cli/run_study.h"
+#include "measure/check.h"
+#include "measure/mode.h"
+#include "plugins/loader.h"
+#include "results/context.h"
+#include "study/schema.h"
+#include "study/select.h"
+#include "study/study.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <iostream>
+#include <sstream>
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: runner STUDY.yaml [options]
+       runner --list-plugins
+       runner check-plugin NAME|PATH [--embed-dim E] [--device cpu|cuda] [--set KEY=VALUE]...
+       runner describe [modes|metrics|keys] [--markdown|--json]
+       runner --version
+
+Runs every cell of a study and appends one JSON line per cell to the study's results file.
+
+options:
+  --set PATH=VALUE     override a study value, e.g. --set run.device=cuda --set matrix.run.threads=[1,2]
+  --dry-run            list the expanded cells and their count, run nothing
+  --force              rerun cells already present in the results file
+  --results FILE       write results to FILE instead of the study's output.results
+  --save-outputs DIR   save each cell's input, forward, step and prefix outputs as .safetensors
+  --filter REGEX       run only the cells whose line in --dry-run matches REGEX (ECMAScript)
+  --devices 0,1,...    run the cells over these CUDA devices in parallel, one runner process per device
+                       (CUDA_VISIBLE_DEVICES), merged into the results file with every cell once
+  --shard I/N          run only shard I of N (cells I, I+N, I+2N, ... of the full study); the shards
+                       partition the study, for job arrays (scripts/slurm_sweep.sh)
+  --list-plugins       list the plugins found (ATTNBENCH_PLUGIN_PATH, build and install trees)
+  -h, --help           this text
+
+describe lists the measurement modes, the metrics each writes and the study keys (--markdown: the
+tables of docs/results.md and docs/study.md; --json: what scripts/attnbench_results.py reads).
+
+check-plugin puts an attention plugin through the streaming contract (handshake, shapes, step ==
+forward, prefix == step, batch isolation, determinism, state_bytes) and exits 1 if any check fails.
+
+exit status: 0 all cells ok or skipped, 1 some cell failed, 2 bad command line or study
+)";
+
+int check_plugin_command(int argc, char** argv) {
+  if (argc < 3) {
+    std::cerr << "runner check-plugin: give a plugin name or path\n";
+    return 2;
+  }
+  attnbench::CheckOptions options;
+  for (int i = 3; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (i + 1 >= argc) {
+      std::cerr << "runner check-plugin: " << arg << " needs a value\n";
+      return 2;
+    }
+    std::string value = argv[++i];
+    try {
+      if (arg == "--embed-dim") options.embed_dim = std::stoll(value);
+      else if (arg == "--device") options.device = value;
+      else if (arg == "--set") options.params.push_back(value);
+      else {
+        std::cerr << "runner check-plugin: unknown option '" << arg << "'\n";
+        return 2;
+      }
+    } catch (const std::exception&) {
+      std::cerr << "runner check-plugin: " << arg << " needs a number, got '" << value << "'\n";
+      return 2;
+    }
+  }
+  return attnbench::check_plugin(argv[2], options, std::cout) == 0 ? 0 : 1;
+}
+
+int describe_command(int argc, char** argv) {
+  std::string what = "modes", format = "text";
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--markdown") format = "markdown";
+    else if (arg == "--json") format = "json";
+    else if (arg == "modes" || arg == "metrics" || arg == "keys") what = arg;
+    else {
+      std::cerr << "runner describe: unknown argument '" << arg << "'; expected modes, metrics, keys, --markdown or --json\n";
+      return 2;
+    }
+  }
+  if (format == "json") {
+    nlohmann::json keys = nlohmann::json::array();
+    for (const attnbench::StudyKey& k : attnbench::study_keys()) {
+      keys.push_back({{"path", k.path}, {"type", attnbench::setting_type_name(k.type)}, {"default", k.default_text},
+                      {"help", k.help}});
+    }
+    nlohmann::json all = {{"modes", attnbench::metrics_json()}, {"keys", keys}};
+    std::cout << (what == "keys" ? all["keys"] : all["modes"]).dump(2) << "\n";
+  } else if (what == "keys") {
+    std::cout << attnbench::study_keys_markdown();
+  } else if (what == "metrics" || format == "markdown") {
+    std::cout << attnbench::metrics_markdown();
+  } else {
+    for (const attnbench::Mode& m : attnbench::modes()) {
+      fmt::print("{:<12} {}{}{}\n", m.selectable ? m.name : "(always)", m.help, m.in_default ? " [default]" : "",
+                 m.needs_causal ? " [causal layers only]" : "");
+    }
+  }
+  return 0;
+}
+
+int list_plugins() {
+  auto plugins = attnbench::list_plugins();
+  if (plugins.empty()) {
+    std::cout << "no plugins found; searched:";
+    for (const auto& d : attnbench::plugin_search_dirs()) std::cout << " " << d;
+    std::cout << "\n";
+    return 0;
+  }
+  for (const auto& p : plugins) {
+    if (p.error.empty()) {
+      fmt::print("{:<12} {:<10} {:<10} {}\n", p.name, p.version, p.kind, p.path);
+    } else {
+      fmt::print("{:<12} {:<10} {:<10} {}\n    unusable: {}\n", p.name.empty() ? "?" : p.name, p.version, p.kind,
+                 p.path, p.error);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "check-plugin") return check_plugin_command(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "describe") return describe_command(argc, argv);
+  std::string study_path;
+  std::vector<std::string> overrides;
+  bool dry_run = false;
+  std::string results;
+  std::string filter, shard, devices;
+  std::vector<std::string> child_args;  // the command line less --devices and --results, for --devices' children
+  attnbench::RunOptions options;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg != "--devices" && arg != "--results" && (i == 1 || (std::string(argv[i - 1]) != "--devices" &&
+                                                               std::string(argv[i - 1]) != "--results"))) {
+      child_args.push_back(arg);
+    }
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << "runner: " << arg << " needs a value\n" << kUsage;
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      return 0;
+    } else if (arg == "--list-plugins") {
+      return list_plugins();
+    } else if (arg == "--version") {
+      std::cout << attnbench::build_facts().dump(2) << "\n";
+      return 0;
+    } else if (arg == "--set") {
+      overrides.push_back(value());
+    } else if (arg.rfind("--set=", 0) == 0) {
+      overrides.push_back(arg.substr(6));
+    } else if (arg == "--dry-run") {
+      dry_run = true;
+    } else if (arg == "--force") {
+      options.force = true;
+    } else if (arg == "--results") {
+      results = value();
+    } else if (arg == "--devices") {
+      devices = value();
+    } else if (arg == "--shard") {
+      shard = value();
+    } else if (arg == "--filter") {
+      filter = value();
+    } else if (arg == "--save-outputs") {
+      options.save_outputs_dir = value();
+    } else if (!arg.empty() && arg[0] == '-') {
+      std::cerr << "runner: unknown option '" << arg << "'\n" << kUsage;
+      return 2;
+    } else if (study_path.empty()) {
+      study_path = arg;
+    } else {
+      std::cerr << "runner: more than one study given ('" << study_path << "', '" << arg << "')\n";
+      return 2;
+    }
+  }
+  if (study_path.empty()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  try {
+    attnbench::Study study = attnbench::load_study(study_path, attnbench::plugin_aware_options(overrides));
+    if (!results.empty()) study.results_path = results;
+    if (!devices.empty()) {
+      if (!shard.empty()) {
+        std::cerr << "runner: --devices runs its own shards; drop --shard\n";
+        return 2;
+      }
+      std::vector<std::string> list;
+      std::stringstream ss(devices);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos) {
+          std::cerr << "runner: --devices " << devices << ": expected CUDA device ordinals, e.g. --devices 0,1,2,3\n";
+          return 2;
+        }
+        list.push_back(item);
+      }
+      if (!filter.empty()) attnbench::filter_cells(study, filter);
+      return attnbench::run_on_devices(study, list, child_args, options.force, std::cout);
+    }
+    if (!shard.empty()) {
+      int64_t index = 0, count = 0;
+      char slash = 0;
+      std::istringstream in(shard);
+      if (!(in >> index >> slash >> count) || slash != '/' || !in.eof()) {
+        std::cerr << "runner: --shard " << shard << ": expected I/N, e.g. --shard 2/8\n";
+        return 2;
+      }
+      attnbench::shard_cells(study, index, count);
+    }
+    if (!filter.empty()) attnbench::filter_cells(study, filter);
+    if (dry_run) {
+      attnbench::print_cells(study, std::cout);
+      return 0;
+    }
+    return attnbench::run_study(study, options, std::cout);
+  } catch (const attnbench::ConfigError& e) {
+    std::cerr << "runner: " << e.what() << "\n";
+    return 2;
+  } catch (const attnbench::PluginError& e) {
+    std::cerr << "runner: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "runner: " << e.what() << "\n";
+    return 2;
+  }
+}

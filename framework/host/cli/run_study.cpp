@@ -1,0 +1,197 @@
+#include "cli/run_study.h"
+
+#include "measure/device.h"
+#include "measure/inputs.h"
+#include "measure/mode.h"
+#include "plugins/loader.h"
+#include "results/console.h"
+#include "results/context.h"
+#include "results/results_file.h"
+#include "study/select.h"
+
+#include <attnbench/support/safetensors.h>
+
+#include <c10/core/InferenceMode.h>
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <memory>
+
+namespace attnbench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A message for a skipped cell; thrown and caught inside run_study only.
+struct SkipCell {
+  std::string reason;
+};
+
+c10::ScalarType compute_dtype(const Cell& cell) {
+  if (!cell.amp) return at::kFloat;
+  if (cell.amp_dtype == "float16") return at::kHalf;
+  if (cell.amp_dtype == "bfloat16") return at::kBFloat16;
+  return cell.device == "cuda" ? at::kHalf : at::kBFloat16;  // "auto", as torch.autocast picks per device
+}
+
+std::string now_iso() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? " " : "") + items[i];
+  return out;
+}
+
+void save_outputs(CellContext& context, const std::string& dir, const std::string& stem) {
+  std::map<std::string, at::Tensor> tensors{
+      {"input", context.first()}, {"forward", context.full_output()}, {"step", context.step_output()}};
+  if (context.has_prefix_output()) tensors["prefix"] = context.prefix_output();
+  save_safetensors((std::filesystem::path(dir) / (stem + ".safetensors")).string(), tensors,
+                   {{"cell", context.cell.hash}, {"attention", context.cell.label}});
+}
+
+}  // namespace
+
+void print_cells(const Study& study, std::ostream& out) {
+  for (const Cell& cell : study.cells) fmt::print(out, "{}  [{}]\n", cell_line(cell), join(cell.modes));
+  fmt::print(out, "{} cells\n", study.cells.size());
+}
+
+int run_study(const Study& study, const RunOptions& options, std::ostream& out) {
+  ResultsFile results(study.results_path);
+  if (results.repaired()) fmt::print(out, "note: {}: cut off a half-written last line\n", study.results_path);
+  const std::string outputs_dir = options.save_outputs_dir.empty() ? study.save_outputs_dir : options.save_outputs_dir;
+  nlohmann::json context = make_context();
+  fmt::print(out, "attnbench study '{}' ({}): {} cells -> {}\n", study.name, study.file, study.cells.size(),
+             study.results_path);
+  fmt::print(out, "host {}, cpu {}, torch {}, build {}, commit {}\n", context["host"].get<std::string>(),
+             context["cpu"].get<std::string>(), context["torch"].get<std::string>(),
+             context["build_type"].get<std::string>(), context["git_commit"].get<std::string>());
+  if (context["build_type"] != "Release") {
+    fmt::print(out, "warning: this is a {} build; timings are not representative (configure with "
+                    "-DCMAKE_BUILD_TYPE=Release)\n", context["build_type"].get<std::string>());
+  }
+  if (context["cpu_scaling_governor"] != "" && context["cpu_scaling_governor"] != "performance") {
+    fmt::print(out, "warning: CPU frequency scaling governor is '{}'; set 'performance' for stable timings\n",
+               context["cpu_scaling_governor"].get<std::string>());
+  }
+
+  EmbeddingSource embeddings;
+  std::vector<nlohmann::json> summary;
+  bool any_error = false;
+  const auto start = Clock::now();
+  size_t ran = 0, position = 0;
+  const size_t total = study.cells.size();
+  for (const Cell& cell : study.cells) {
+    ++position;
+    std::string label_text = cell.label + axes_text(cell);
+    auto done = results.done().find(cell.hash);
+    if (done != results.done().end() && !options.force) {
+      fmt::print(out, "[{}/{}] {}: already in {} ({}), skipped; --force reruns it\n", position, total,
+                 label_text, study.results_path, done->second);
+      continue;
+    }
+    double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    std::string eta = ran > 0 ? fmt::format(", ETA {:.0f} s", elapsed / ran * static_cast<double>(total - position + 1)) : "";
+    fmt::print(out, "\n[{}/{}] {} (elapsed {:.0f} s{})\n", position, total, label_text, elapsed, eta);
+    out.flush();
+
+    nlohmann::json line = {{"schema_version", kResultsSchemaVersion},
+                           {"study", study.name},
+                           {"cell", cell.index},
+                           {"hash", cell.hash},
+                           {"time", now_iso()},
+                           {"params", cell.resolved},
+                           {"axes", cell.axes},
+                           {"attention", {{"name", cell.label}, {"plugin", cell.plugin}}},
+                           {"context", context}};
+    const c10::Device device = cell.device == "cuda" ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+    try {
+      if (device.is_cuda() && !cuda_available()) throw SkipCell{cuda_unavailable_reason()};
+      c10::InferenceMode inference;
+      set_threads(static_cast<int>(cell.threads));
+      reset_peak_memory(device);
+      const c10::ScalarType dtype = compute_dtype(cell);
+      const EmbeddingSource::Entry& data = embeddings.get(cell, device, dtype);
+      line["embedder"] = data.info;
+      fmt::print(out, "  data: {} via {} (E={})\n", data.info["description"].get<std::string>(),
+                 data.info["plugin"].get<std::string>(), data.info["embed_dim"].get<int64_t>());
+
+      const Plugin& plugin = load_plugin(cell.plugin, ATTNBENCH_PLUGIN_ATTENTION);
+      CreateArgs args;
+      args.params = cell.attention_params;
+      args.device = device;
+      args.dtype = dtype;
+      args.embed_dim = data.tokens.size(2);
+      args.seed = static_cast<uint64_t>(cell.seed);
+      args.threads = static_cast<int>(cell.threads);
+      AttentionLayer layer(plugin, args);
+      AttentionInfo info = layer.info();
+      line["attention"] = {{"name", cell.label},          {"plugin", plugin.name()},
+                           {"version", plugin.version()},  {"path", plugin.path},
+                           {"description", info.description}, {"details", params_to_json(info.details)}};
+      if (std::find(info.devices.begin(), info.devices.end(), device.is_cuda() ? "cuda" : "cpu") == info.devices.end()) {
+        throw SkipCell{fmt::format("plugin '{}' does not run on {}", plugin.name(), cell.device)};
+      }
+      std::vector<at::Tensor> batches;
+      for (int64_t b = 0; b < cell.samples; b += cell.batch) {
+        batches.push_back(data.tokens.slice(0, b, b + cell.batch).transpose(0, 1).contiguous());
+      }
+      CellContext measured(cell, layer, info, std::move(batches), device, &embeddings);
+      line["metrics"] = measure_cell(measured);
+      if (!outputs_dir.empty()) save_outputs(measured, outputs_dir, fmt::format("{:04d}_{}_{}", cell.index, cell.label, cell.hash));
+      line["status"] = "ok";
+      line["dtype"] = c10::toString(dtype);
+    } catch (const SkipCell& skip) {
+      line["status"] = "skipped";
+      line["message"] = skip.reason;
+    } catch (const PluginError& e) {
+      // The plugin said how it failed: a cell it cannot run is skipped, out of memory frees the cache.
+      line["status"] = e.status() == ATTNBENCH_UNSUPPORTED ? "skipped" : "error";
+      line["message"] = e.what();
+      if (e.status() == ATTNBENCH_OUT_OF_MEMORY) {
+        release_cached_memory(device);
+        line["message"] = std::string(e.what()) + " (lower data.seq_len, run.batch or the layer's size for this cell)";
+      }
+      any_error |= line["status"] == "error";
+    } catch (const c10::OutOfMemoryError& e) {
+      release_cached_memory(device);
+      line["status"] = "error";
+      line["message"] = std::string(e.what_without_backtrace()) + " (lower data.seq_len, run.batch or the layer's size for this cell)";
+      any_error = true;
+    } catch (const c10::Error& e) {
+      // c10::Error carries a C++ backtrace after its message; a user needs only the message.
+      line["status"] = "error";
+      line["message"] = e.what_without_backtrace();
+      any_error = true;
+    } catch (const std::exception& e) {
+      line["status"] = "error";
+      line["message"] = e.what();
+      any_error = true;
+    }
+    results.append(line);
+    ++ran;
+    line["label_text"] = label_text;
+    if (line["status"] == "ok") {
+      print_metrics(line["metrics"], out);
+    } else {
+      fmt::print(out, "  {}: {}\n", line["status"].get<std::string>(), line["message"].get<std::string>());
+    }
+    summary.push_back(line);
+  }
+  print_summary(summary, out);
+  fmt::print(out, "\nresults: {} ({:.1f} s)\n", study.results_path,
+             std::chrono::duration<double>(Clock::now() - start).count());
+  return any_error ? 1 : 0;
+}
+
+}  // namespace attnbench

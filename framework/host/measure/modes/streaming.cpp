@@ -1,0 +1,68 @@
+// Modes `step` and `prefix`: the two ways to stream a sequence, token by token. step() carries the
+// state (a KV cache, a reservoir); prefix recompute runs forward() over x[0..t] from a fresh state for
+// every t, as a layer without a streaming form would have to.
+#include "measure/mode.h"
+
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+
+namespace attnbench {
+namespace {
+
+std::vector<MetricSpec> stream_metrics(const std::string& mode, const std::string& what) {
+  return {
+      {mode + ".time_ms", "stats", "ms", "lower", "all L tokens: " + what},
+      {mode + ".per_token_us", "stats", "us", "lower", "every token of every run (no samples)"},
+      {mode + ".per_position_us", "list", "us", "lower", "L values: median latency of the token at each position"},
+      {mode + ".tokens_per_s", "number", "tokens/s", "higher", "L · B / median of time_ms"},
+  };
+}
+
+nlohmann::json stream_json(const StreamTiming& s, int64_t tokens) {
+  return {{"time_ms", to_json(s.total_ms)},
+          {"per_token_us", to_json(s.per_token_us, /*with_samples=*/false)},
+          {"per_position_us", s.per_position_us},
+          {"tokens_per_s", s.total_ms.median > 0 ? static_cast<double>(tokens) / (s.total_ms.median / 1000.0) : 0.0}};
+}
+
+void print_stream(const std::string& mode, const nlohmann::json& metrics, std::ostream& out) {
+  const nlohmann::json& s = metrics[mode];
+  fmt::print(out, "  [Streaming {:<6}] {:>12} | per token p50 {:.1f} us, p99 {:.1f} us {}\n", mode, ms_text(s["time_ms"]),
+             s["per_token_us"]["median"].get<double>(), s["per_token_us"]["p99"].get<double>(),
+             stability_text(s["time_ms"]));
+}
+
+Mode step_mode() {
+  Mode m;
+  m.name = "step";
+  m.title = "Streaming step";
+  m.help = "step() once per token, carrying the state (cached KV, incremental reservoir)";
+  m.order = 20;
+  m.in_default = true;
+  m.metrics = stream_metrics("step", "L calls of step, one token each");
+  m.summary = {{"step (all)", "step.time_ms", "ms"}};
+  m.run = [](CellContext& c) { return nlohmann::json{{"step", stream_json(c.measurer().time_steps(), c.tokens())}}; };
+  m.print = [](const nlohmann::json& metrics, std::ostream& out) { print_stream("step", metrics, out); };
+  return m;
+}
+
+Mode prefix_mode() {
+  Mode m;
+  m.name = "prefix";
+  m.title = "Streaming prefix";
+  m.help = "for each t, forward() on x[0..t] from a fresh state, keeping the last row";
+  m.order = 30;
+  m.in_default = true;
+  m.metrics = stream_metrics("prefix", "for each t, forward on x[0..t] from a fresh state, the last row kept");
+  m.summary = {{"prefix", "prefix.time_ms", "ms"}};
+  m.run = [](CellContext& c) { return nlohmann::json{{"prefix", stream_json(c.measurer().time_prefix(), c.tokens())}}; };
+  m.print = [](const nlohmann::json& metrics, std::ostream& out) { print_stream("prefix", metrics, out); };
+  return m;
+}
+
+}  // namespace
+
+ATTNBENCH_REGISTER_MODE(step_mode());
+ATTNBENCH_REGISTER_MODE(prefix_mode());
+
+}  // namespace attnbench

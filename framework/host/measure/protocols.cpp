@@ -1,0 +1,159 @@
+#include "measure/protocols.h"
+
+#include "measure/device.h"
+
+#include <numeric>
+
+namespace attnbench {
+
+ErrorStats compare(const at::Tensor& a, const at::Tensor& reference) {
+  at::Tensor x = a.detach().to(at::kCPU, at::kDouble);
+  at::Tensor y = reference.detach().to(at::kCPU, at::kDouble);
+  TORCH_CHECK(x.sizes() == y.sizes(), "compare: shapes differ, ", x.sizes(), " vs ", y.sizes());
+  ErrorStats e;
+  if (x.numel() == 0) return e;
+  at::Tensor diff = x - y;
+  double ref_norm = y.norm().item<double>();
+  double diff_norm = diff.norm().item<double>();
+  e.rel_rms = ref_norm > 0 ? diff_norm / ref_norm : diff_norm;
+  e.max_abs = diff.abs().max().item<double>();
+  return e;
+}
+
+nlohmann::json to_json(const ErrorStats& e) { return {{"rel_rms", e.rel_rms}, {"max_abs", e.max_abs}}; }
+
+at::Tensor run_full(AttentionLayer& layer, const at::Tensor& x) {
+  auto state = layer.init_state(x.size(1));
+  return layer.forward(x, *state);
+}
+
+at::Tensor run_steps(AttentionLayer& layer, const at::Tensor& x) {
+  auto state = layer.init_state(x.size(1));
+  layer.reserve(*state, x.size(0));
+  at::Tensor out = at::empty_like(x);
+  for (int64_t t = 0; t < x.size(0); ++t) out[t].copy_(layer.step(x[t], *state));
+  return out;
+}
+
+namespace {
+// The prefix recompute of one position: a fresh state, a forward over the whole prefix.
+at::Tensor fresh_forward(AttentionLayer& layer, const at::Tensor& prefix) {
+  auto state = layer.init_state(prefix.size(1));
+  return layer.forward(prefix, *state);
+}
+// Copied out of the forward's (t, B, E) result: a view would keep all of it alive.
+at::Tensor last_row_of_fresh_forward(AttentionLayer& layer, const at::Tensor& prefix) {
+  return fresh_forward(layer, prefix)[prefix.size(0) - 1].clone();
+}
+}  // namespace
+
+at::Tensor run_prefix(AttentionLayer& layer, const at::Tensor& x) {
+  at::Tensor out = at::empty_like(x);
+  for (int64_t t = 1; t <= x.size(0); ++t) out[t - 1].copy_(last_row_of_fresh_forward(layer, x.slice(0, 0, t)));
+  return out;
+}
+
+at::Tensor rollout_steps(AttentionLayer& layer, const at::Tensor& x, int64_t seed_len, int64_t horizon) {
+  auto state = layer.init_state(x.size(1));
+  at::Tensor y;
+  for (int64_t t = 0; t < seed_len; ++t) y = layer.step(x[t], *state);
+  std::vector<at::Tensor> out;
+  for (int64_t h = 0; h < horizon; ++h) {
+    y = layer.step(y, *state);
+    out.push_back(y);
+  }
+  return out.empty() ? x.slice(0, 0, 0) : at::stack(out);
+}
+
+at::Tensor rollout_prefix(AttentionLayer& layer, const at::Tensor& x, int64_t seed_len, int64_t horizon) {
+  at::Tensor sequence = x.slice(0, 0, seed_len);
+  at::Tensor y = last_row_of_fresh_forward(layer, sequence);
+  std::vector<at::Tensor> out;
+  for (int64_t h = 0; h < horizon; ++h) {
+    sequence = at::cat({sequence, y.unsqueeze(0)});
+    y = last_row_of_fresh_forward(layer, sequence);
+    out.push_back(y);
+  }
+  return out.empty() ? x.slice(0, 0, 0) : at::stack(out);
+}
+
+Measurer::Measurer(AttentionLayer& layer, std::vector<at::Tensor> inputs, const MeasureSettings& settings,
+                   c10::Device device)
+    : layer_(layer), inputs_(std::move(inputs)), settings_(settings), device_(device) {}
+
+template <typename Run>
+std::vector<std::vector<double>> Measurer::repeat(Run&& run) {
+  auto timer = make_timer(device_);
+  for (int64_t i = 0; i < settings_.warmup; ++i) {
+    run(inputs_[static_cast<size_t>(i) % inputs_.size()], *timer);
+    timer->elapsed_ms();
+  }
+  std::vector<std::vector<double>> runs;
+  double total_ms = 0;
+  while (static_cast<int64_t>(runs.size()) < settings_.max_runs &&
+         (static_cast<int64_t>(runs.size()) < settings_.min_runs || total_ms < settings_.min_time_ms)) {
+    run(inputs_[runs.size() % inputs_.size()], *timer);
+    runs.push_back(timer->elapsed_ms());
+    total_ms += std::accumulate(runs.back().begin(), runs.back().end(), 0.0);
+  }
+  return runs;
+}
+
+Stats Measurer::time_full() {
+  std::unique_ptr<State> state;
+  auto runs = repeat([&](const at::Tensor& x, Timer& timer) {
+    state = layer_.init_state(x.size(1));  // outside the marks: the state's allocation is not the forward
+    timer.mark();
+    layer_.forward(x, *state);
+    timer.mark();
+  });
+  std::vector<double> totals;
+  for (const auto& r : runs) totals.push_back(r.at(0));
+  return summarize(totals, settings_.unstable_cv);
+}
+
+StreamTiming Measurer::stream_timing(const std::vector<std::vector<double>>& runs) const {
+  StreamTiming out;
+  std::vector<double> totals, tokens;
+  size_t positions = runs.empty() ? 0 : runs.front().size();
+  std::vector<std::vector<double>> by_position(positions);
+  for (const auto& r : runs) {
+    totals.push_back(std::accumulate(r.begin(), r.end(), 0.0));
+    for (size_t t = 0; t < r.size(); ++t) {
+      tokens.push_back(r[t] * 1000.0);
+      if (t < positions) by_position[t].push_back(r[t] * 1000.0);
+    }
+  }
+  out.total_ms = summarize(totals, settings_.unstable_cv);
+  out.per_token_us = summarize(tokens, settings_.unstable_cv);
+  for (const auto& p : by_position) out.per_position_us.push_back(percentile(p, 50));
+  return out;
+}
+
+StreamTiming Measurer::time_steps() {
+  std::unique_ptr<State> state;
+  auto runs = repeat([&](const at::Tensor& x, Timer& timer) {
+    state = layer_.init_state(x.size(1));
+    layer_.reserve(*state, x.size(0));
+    std::vector<at::Tensor> rows = x.unbind(0);  // slicing outside the marks
+    timer.mark();
+    for (const at::Tensor& row : rows) {
+      layer_.step(row, *state);
+      timer.mark();
+    }
+  });
+  return stream_timing(runs);
+}
+
+StreamTiming Measurer::time_prefix() {
+  auto runs = repeat([&](const at::Tensor& x, Timer& timer) {
+    timer.mark();
+    for (int64_t t = 1; t <= x.size(0); ++t) {
+      fresh_forward(layer_, x.slice(0, 0, t));
+      timer.mark();
+    }
+  });
+  return stream_timing(runs);
+}
+
+}  // namespace attnbench

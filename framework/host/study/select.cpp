@@ -1,0 +1,49 @@
+#include "study/select.h"
+
+#include <fmt/format.h>
+
+#include <regex>
+
+namespace attnbench {
+
+std::string axes_text(const Cell& cell) {
+  std::string out;
+  for (const auto& [axis, value] : cell.axes) {
+    if (axis == "attention") continue;
+    auto dot = axis.rfind('.');
+    out += fmt::format(" {}={}", dot == std::string::npos ? axis : axis.substr(dot + 1), value);
+  }
+  return out;
+}
+
+std::string cell_line(const Cell& cell) {
+  return fmt::format("{:>4}  {}  {:<20}{}", cell.index + 1, cell.hash, cell.label, axes_text(cell));
+}
+
+void shard_cells(Study& study, int64_t index, int64_t count) {
+  if (count < 1 || index < 1 || index > count) {
+    throw ConfigError(fmt::format("--shard {}/{}: expected i/n with 1 <= i <= n", index, count));
+  }
+  std::vector<Cell> kept;
+  for (Cell& cell : study.cells) {
+    if (static_cast<int64_t>(cell.index) % count == index - 1) kept.push_back(std::move(cell));
+  }
+  study.cells = std::move(kept);
+}
+
+void filter_cells(Study& study, const std::string& pattern) {
+  std::regex re;
+  try {
+    re = std::regex(pattern);
+  } catch (const std::regex_error& e) {
+    throw ConfigError(fmt::format("--filter '{}': not a valid regular expression ({})", pattern, e.what()));
+  }
+  std::vector<Cell> kept;
+  for (Cell& cell : study.cells) {
+    if (std::regex_search(cell_line(cell), re)) kept.push_back(std::move(cell));
+  }
+  if (kept.empty()) throw ConfigError(fmt::format("--filter '{}' matches none of the {} cells", pattern, study.cells.size()));
+  study.cells = std::move(kept);
+}
+
+}  // namespace attnbench

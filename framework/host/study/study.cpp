@@ -1,0 +1,668 @@
+#include "study/study.h"
+
+#include <attnbench/support/hash.h>
+#include <attnbench/support/utf8.h>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace attnbench {
+namespace {
+
+std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
+  return out;
+}
+
+// Every part between separators, empty ones included: "run." is {"run", ""}, never an empty list.
+std::vector<std::string> split(const std::string& text, char sep) {
+  std::vector<std::string> parts{""};
+  for (char c : text) {
+    if (c == sep) parts.emplace_back();
+    else parts.back() += c;
+  }
+  return parts;
+}
+
+std::string node_text(const YAML::Node& node) {
+  if (node.IsScalar()) return node.Scalar();
+  YAML::Emitter out;
+  out << YAML::Flow << node;
+  return out.c_str();
+}
+
+std::string number_text(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return fmt::format("{}", static_cast<int64_t>(v));
+  return fmt::format("{}", v);
+}
+
+// A value that replaces what the file says at a dotted path: a matrix axis value (its own node, so its
+// mark points into the file) or a --set (origin names it, since its node was parsed from the argument).
+struct Override {
+  YAML::Node value;
+  std::string origin;
+};
+using Overrides = std::map<std::string, Override>;
+
+// Reads typed values out of one YAML mapping plus the overrides under its path, with errors that say
+// where and what is valid.
+class Section {
+ public:
+  Section(const YAML::Node& node, std::string path, const std::string& file, std::vector<std::string> keys,
+          const Overrides* overrides = nullptr)
+      : node_(node), path_(std::move(path)), file_(file), overrides_(overrides) {
+    if (node_ && !node_.IsNull() && !node_.IsMap()) fail(node_, "must be a mapping");
+    if (keys.empty()) return;  // a free-form map (plugin parameters): the plugin checks the keys
+    auto known = [&](const std::string& key) { return std::find(keys.begin(), keys.end(), key) != keys.end(); };
+    if (node_ && node_.IsMap()) {
+      for (const auto& kv : node_) {
+        if (!kv.first.IsScalar()) fail(kv.first, "keys must be plain words");
+        std::string key = kv.first.Scalar();
+        if (!known(key)) fail(kv.first, fmt::format("unknown key '{}'; valid keys: {}", key, join(keys)), key);
+      }
+    }
+    for (const std::string& key : override_keys()) {
+      if (!known(key)) fail(get(key), fmt::format("unknown key '{}'; valid keys: {}", key, join(keys)), key);
+    }
+  }
+
+  // The first path component below this section of every override that lands inside it.
+  std::vector<std::string> override_keys() const {
+    std::vector<std::string> out;
+    if (overrides_ == nullptr) return out;
+    const std::string prefix = path_.empty() ? "" : path_ + ".";
+    for (const auto& [path, value] : *overrides_) {
+      if (path.compare(0, prefix.size(), prefix) != 0) continue;
+      std::string key = split(path.substr(prefix.size()), '.').front();
+      if (std::find(out.begin(), out.end(), key) == out.end()) out.push_back(key);
+    }
+    return out;
+  }
+
+  YAML::Node get(const std::string& key) const {
+    if (const Override* o = find_override(key)) return o->value;
+    if (!node_ || !node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    return node_[key];
+  }
+
+  // The value of `key` as the schema types it, or its default.
+  SettingValue read(const StudyKey& key) const {
+    YAML::Node v = get(key.name());
+    if (!v) return default_value(key);
+    return convert(key, v);
+  }
+
+  std::string get_string(const std::string& key, const std::string& fallback) const {
+    YAML::Node v = get(key);
+    if (!v) return fallback;
+    if (!v.IsScalar()) fail(v, "must be a string", key);
+    return v.Scalar();
+  }
+
+  [[noreturn]] void fail(const YAML::Node& at, const std::string& what, const std::string& key = "") const {
+    throw ConfigError(fmt::format("{}: {}: {}", where(at, key), full_path(key), what));
+  }
+
+  // "file:line:column" of `at`, or "--set path" for a value that came from the command line.
+  std::string where(const YAML::Node& at, const std::string& key = "") const {
+    if (const Override* o = find_override(key); o != nullptr && !o->origin.empty()) return o->origin;
+    YAML::Mark m = at && at.IsDefined() ? at.Mark() : (node_ ? node_.Mark() : YAML::Mark::null_mark());
+    if (m.is_null()) return file_;
+    return fmt::format("{}:{}:{}", file_, m.line + 1, m.column + 1);
+  }
+
+  static SettingValue default_value(const StudyKey& key) {
+    Section defaults(YAML::Node(YAML::NodeType::Map), key.section(), "(schema default)", {});
+    return defaults.convert(key, YAML::Load(key.default_text.empty() ? "''" : key.default_text));
+  }
+
+ private:
+  SettingValue convert(const StudyKey& k, const YAML::Node& v) const {
+    const std::string key = k.name();
+    auto check_choice = [&](const YAML::Node& at, const std::string& value) {
+      if (!k.choices) return;
+      const std::vector<std::string> choices = k.choices();
+      if (std::find(choices.begin(), choices.end(), value) == choices.end()) {
+        fail(at, fmt::format("'{}' is not one of {}", value, join(choices)), key);
+      }
+    };
+    switch (k.type) {
+      case SettingType::kBool: {
+        bool out = false;
+        if (!v.IsScalar() || !YAML::convert<bool>::decode(v, out)) {
+          fail(v, fmt::format("'{}' is not a boolean; use true or false", node_text(v)), key);
+        }
+        return out;
+      }
+      case SettingType::kInt: {
+        int64_t out = 0;
+        if (!v.IsScalar() || !YAML::convert<int64_t>::decode(v, out)) {
+          fail(v, fmt::format("'{}' is not an integer", node_text(v)), key);
+        }
+        check_range(static_cast<double>(out), fmt::format("{}", out), k, v);
+        return out;
+      }
+      case SettingType::kFloat: {
+        double out = 0;
+        if (!v.IsScalar() || !YAML::convert<double>::decode(v, out)) fail(v, fmt::format("'{}' is not a number", node_text(v)), key);
+        if (!std::isfinite(out)) fail(v, fmt::format("'{}' is not a finite number", node_text(v)), key);
+        check_range(out, fmt::format("{}", out), k, v);
+        return out;
+      }
+      case SettingType::kString: {
+        if (!v.IsScalar()) fail(v, "must be a string", key);
+        check_choice(v, v.Scalar());
+        return v.Scalar();
+      }
+      case SettingType::kStringList: {
+        const size_t fewest = std::isinf(k.min) ? 0 : static_cast<size_t>(k.min);
+        if (!v.IsSequence() || v.size() < fewest) {
+          std::string what = k.choices ? join(k.choices()) : "strings";
+          fail(v, fewest > 0 ? fmt::format("must be a non-empty list of {}", what) : fmt::format("must be a list of {}", what), key);
+        }
+        std::vector<std::string> out;
+        for (const auto& item : v) {
+          if (!item.IsScalar()) fail(item, "each item must be a string", key);
+          check_choice(item, item.Scalar());
+          out.push_back(item.Scalar());
+        }
+        return out;
+      }
+    }
+    throw std::logic_error("unknown setting type");
+  }
+
+  void check_range(double value, const std::string& text, const StudyKey& k, const YAML::Node& at) const {
+    if (value >= k.min && value <= k.max) return;
+    if (std::isinf(k.max)) fail(at, fmt::format("{} is out of range; must be >= {}", text, number_text(k.min)), k.name());
+    fail(at, fmt::format("{} is out of range; must be in [{}, {}]", text, number_text(k.min), number_text(k.max)), k.name());
+  }
+
+  std::string full_path(const std::string& key) const {
+    return key.empty() ? path_ : (path_.empty() ? key : path_ + "." + key);
+  }
+  const Override* find_override(const std::string& key) const {
+    if (overrides_ == nullptr || key.empty()) return nullptr;
+    auto it = overrides_->find(full_path(key));
+    return it == overrides_->end() ? nullptr : &it->second;
+  }
+
+  YAML::Node node_;
+  std::string path_;
+  std::string file_;
+  const Overrides* overrides_;
+};
+
+ParamValue yaml_to_param(const YAML::Node& v, const Section& where, const std::string& key) {
+  if (!v.IsScalar()) where.fail(v, "must be a scalar (bool, number or string)", key);
+  const std::string& s = v.Scalar();
+  if (v.Tag() == "!") return s;  // quoted: always a string
+  bool b = false;
+  int64_t i = 0;
+  double d = 0;
+  if (s == "true" || s == "false") return s == "true";
+  if (YAML::convert<bool>::decode(v, b) && (s == "True" || s == "False")) return b;
+  if (YAML::convert<int64_t>::decode(v, i)) return i;
+  if (YAML::convert<double>::decode(v, d)) return d;
+  return s;
+}
+
+Params read_params_map(const Section& section, const YAML::Node& node) {
+  Params params;
+  if (node && node.IsMap()) {
+    // Pairs as they stand (a lookup by key text would miss keys that are not plain scalars).
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) section.fail(kv.first, "parameter names must be plain words");
+      params.set(kv.first.Scalar(), yaml_to_param(kv.second, section, kv.first.Scalar()));
+    }
+  }
+  for (const std::string& key : section.override_keys()) params.set(key, yaml_to_param(section.get(key), section, key));
+  return params;
+}
+
+YAML::Node parse_yaml(const std::string& text, const std::string& file) {
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(fmt::format("{}:{}:{}: malformed YAML: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg));
+  }
+}
+
+using Combination = std::vector<std::pair<std::string, YAML::Node>>;
+
+const YAML::Node* find_value(const Combination& c, const std::string& axis) {
+  for (const auto& [k, v] : c) {
+    if (k == axis) return &v;
+  }
+  return nullptr;
+}
+
+bool same_value(const YAML::Node& a, const YAML::Node& b) { return node_text(a) == node_text(b); }
+
+struct AttentionEntry {
+  std::string label;
+  YAML::Node node;
+};
+
+// The names a section accepts: its schema keys, and "params" where a plugin's parameters go.
+std::vector<std::string> section_keys(const std::string& section, Scope scope) {
+  std::vector<std::string> out;
+  if (section == "data") out = {"embedder", "params", "samples", "seq_len"};
+  for (const StudyKey& k : study_keys()) {
+    if (k.section() == section && k.scope == scope && std::find(out.begin(), out.end(), k.name()) == out.end()) {
+      out.push_back(k.name());
+    }
+  }
+  return out;
+}
+
+// Sections a matrix axis or include/exclude entry may point into: those whose values vary by cell.
+std::vector<std::string> axis_roots() {
+  std::vector<std::string> out{"data", "attention"};
+  for (const StudyKey& k : study_keys()) {
+    if (k.scope == Scope::kCell && std::find(out.begin(), out.end(), k.section()) == out.end()) out.push_back(k.section());
+  }
+  return out;
+}
+
+std::string roots_text() {
+  std::vector<std::string> roots = axis_roots();
+  std::string last = roots.back();
+  roots.pop_back();
+  return join(roots) + " or " + last;
+}
+
+// The part of a cell's settings that identifies it (see Hashed): what its hash is computed from.
+bool hashed_here(const StudyKey& k, const SettingValue& value) {
+  if (k.hashed == Hashed::kAlways) return true;
+  if (k.hashed == Hashed::kNever) return false;
+  return value != Section::default_value(k);
+}
+
+// A plugin's own verdict on complete parameters, as a located ConfigError.
+int64_t validate_with_plugin(const LoadOptions& options, attnbench_plugin_kind kind, const std::string& plugin,
+                             const Params& params, int64_t embed_dim, const Section& params_section,
+                             const YAML::Node& params_node, const std::string& what) {
+  if (!options.validate) return 0;
+  Failure failure;
+  const int64_t out = options.validate(kind, plugin, params, embed_dim, failure);
+  if (failure.status == ATTNBENCH_OK) return out;
+  if (!failure.parameter.empty()) {
+    const std::string& key = failure.parameter;
+    YAML::Node at = params_section.get(key);
+    throw ConfigError(fmt::format("{}: {}.params.{}: {}", params_section.where(at ? at : params_node, key), what, key,
+                                  failure.message));
+  }
+  throw ConfigError(fmt::format("{}: {}: {}", params_section.where(params_node), what, failure.message));
+}
+
+}  // namespace
+
+Study load_study_unchecked(const std::string& text, const std::string& file, const LoadOptions& options);
+
+bool Cell::has_mode(const std::string& mode) const {
+  return std::find(modes.begin(), modes.end(), mode) != modes.end();
+}
+
+std::string param_value_text(const ParamValue& value) {
+  return std::visit(
+      [](const auto& v) -> std::string {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
+        else if constexpr (std::is_same_v<T, std::string>) return v;
+        else return fmt::format("{}", v);
+      },
+      value);
+}
+
+nlohmann::json params_to_json(const Params& params) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& item : params.items()) {  // no structured binding: lambdas may not capture one in C++17
+    std::visit([&](const auto& v) { out[item.first] = v; }, item.second);
+  }
+  return out;
+}
+
+Study load_study(const std::string& path, const LoadOptions& options) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(fmt::format("{}: cannot open the study file (does it exist?)", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return load_study_text(ss.str(), path, options);
+}
+
+Study load_study_text(const std::string& text, const std::string& file, const LoadOptions& options) {
+  try {
+    return load_study_unchecked(text, file, options);
+  } catch (const YAML::Exception& e) {
+    // A shape of document the readers above did not foresee (found by fuzzing): still one clear error.
+    throw ConfigError(e.mark.is_null() ? fmt::format("{}: {}", file, e.msg)
+                                       : fmt::format("{}:{}:{}: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg));
+  }
+}
+
+Study load_study_unchecked(const std::string& text, const std::string& file, const LoadOptions& options) {
+  // Found by fuzzing: a non-UTF-8 byte would only surface when the cell's parameters are hashed.
+  if (size_t bad = first_invalid_utf8(text); bad != std::string::npos) {
+    throw ConfigError(fmt::format("{}: invalid UTF-8 at byte {}; save the study as UTF-8", file, bad));
+  }
+  YAML::Node root = parse_yaml(text, file);
+  if (!root || root.IsNull()) throw ConfigError(fmt::format("{}: the study is empty", file));
+  if (!root.IsMap()) throw ConfigError(fmt::format("{}: a study is a mapping with data, attention, run, ...", file));
+
+  // --set values override the file for every cell; --set matrix.<axis> replaces or adds an axis.
+  Overrides set_values;
+  std::vector<std::pair<std::string, YAML::Node>> set_axes;
+  std::map<std::string, std::string> axis_origin;  // axes from --set: where their values came from
+  for (const std::string& item : options.overrides) {
+    size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw ConfigError(fmt::format("--set {}: expected path=value, e.g. --set run.device=cuda", item));
+    }
+    std::string key = item.substr(0, eq);
+    for (const std::string& part : split(key, '.')) {
+      if (part.empty()) throw ConfigError(fmt::format("--set {}: '{}' has an empty part; write a path such as run.threads", item, key));
+    }
+    YAML::Node value = parse_yaml(item.substr(eq + 1), "--set " + key);
+    if (key.rfind("matrix.", 0) == 0) {
+      set_axes.emplace_back(key.substr(7), value);
+      axis_origin[key.substr(7)] = "--set " + key;
+    } else {
+      set_values[key] = Override{value, "--set " + key};
+    }
+  }
+  Section top(root, "", file, study_sections(), &set_values);
+
+  Study study;
+  study.file = file;
+  for (const StudyKey& k : study_keys()) {
+    if (k.scope != Scope::kStudy) continue;
+    const bool top_level = k.section() == k.path;
+    Section s(top_level ? root : root[k.section()], top_level ? "" : k.section(), file,
+              top_level ? std::vector<std::string>{} : section_keys(k.section(), Scope::kStudy), &set_values);
+    k.to_study(study, s.read(k));
+  }
+  if (study.results_path.empty()) study.results_path = "results/" + study.name + ".jsonl";
+
+  // Attention entries: the implicit first axis.
+  YAML::Node attention = root["attention"];
+  if (!attention || !attention.IsSequence() || attention.size() == 0) {
+    top.fail(attention, "must be a non-empty list of {name, plugin, params} entries", "attention");
+  }
+  std::vector<AttentionEntry> entries;
+  for (size_t i = 0; i < attention.size(); ++i) {
+    std::string path = fmt::format("attention[{}]", i);
+    Section s(attention[i], path, file, {"name", "plugin", "params"});
+    if (!attention[i].IsMap()) s.fail(attention[i], "must be a mapping with name, plugin and params");
+    if (!s.get("plugin")) s.fail(attention[i], "needs a 'plugin' (e.g. mha, reservoir, or a path to a .so)");
+    std::string plugin = s.get_string("plugin", "");
+    std::string label = s.get_string("name", plugin);
+    for (const auto& e : entries) {
+      if (e.label == label) s.fail(s.get("name"), fmt::format("duplicate name '{}'; give each entry its own name", label), "name");
+    }
+    entries.push_back({label, attention[i]});
+  }
+  std::vector<std::string> labels;
+  for (const auto& e : entries) labels.push_back(e.label);
+
+  // Matrix axes, include and exclude.
+  YAML::Node matrix_node = root["matrix"] ? root["matrix"] : YAML::Node(YAML::NodeType::Map);
+  Section m(matrix_node, "matrix", file, {});
+  if (!matrix_node.IsMap()) m.fail(matrix_node, "must be a mapping of axis: [values]");
+  std::vector<std::pair<std::string, YAML::Node>> axes;
+  for (const auto& kv : matrix_node) {
+    if (!kv.first.IsScalar()) m.fail(kv.first, "axis names must be dotted paths such as run.device");
+    axes.emplace_back(kv.first.Scalar(), kv.second);
+  }
+  for (const auto& set_axis : set_axes) {
+    auto it = std::find_if(axes.begin(), axes.end(), [&](const auto& a) { return a.first == set_axis.first; });
+    if (it != axes.end()) it->second = set_axis.second;
+    else axes.push_back(set_axis);
+  }
+  std::vector<std::string> axis_names;
+  std::vector<std::vector<YAML::Node>> axis_values;
+  YAML::Node include, exclude;
+  const std::vector<std::string> roots = axis_roots();
+  auto is_root = [&](const std::string& path) {
+    return std::find(roots.begin(), roots.end(), split(path, '.').front()) != roots.end();
+  };
+  for (const auto& [axis, node] : axes) {
+    if (axis == "include") { include = node; continue; }
+    if (axis == "exclude") { exclude = node; continue; }
+    if (!is_root(axis)) {
+      m.fail(node, fmt::format("axis '{}' must be a dotted path under {} (e.g. run.device)", axis, roots_text()));
+    }
+    std::vector<YAML::Node> list;
+    if (node.IsSequence()) {
+      for (const auto& v : node) list.push_back(v);
+    } else {
+      list.push_back(node);
+    }
+    if (list.empty()) m.fail(node, fmt::format("axis '{}' has no values; give at least one", axis));
+    if (axis == "attention") {
+      for (const auto& v : list) {
+        if (std::find(labels.begin(), labels.end(), node_text(v)) == labels.end()) {
+          m.fail(v, fmt::format("'{}' names no attention entry; entries: {}", node_text(v), join(labels)), "attention");
+        }
+      }
+    }
+    axis_names.push_back(axis);
+    axis_values.push_back(list);
+  }
+  if (std::find(axis_names.begin(), axis_names.end(), "attention") == axis_names.end()) {
+    std::vector<YAML::Node> list;
+    for (const auto& l : labels) list.emplace_back(l);
+    axis_names.insert(axis_names.begin(), "attention");
+    axis_values.insert(axis_values.begin(), list);
+  }
+
+  auto read_rules = [&](const YAML::Node& rules, const char* what) {
+    std::vector<Combination> out;
+    if (!rules || rules.IsNull()) return out;
+    if (!rules.IsSequence()) m.fail(rules, "must be a list of {axis: value} mappings", what);
+    for (const auto& rule : rules) {
+      if (!rule.IsMap() || rule.size() == 0) m.fail(rule, "each entry must be a non-empty {axis: value} mapping", what);
+      Combination c;
+      for (const auto& kv : rule) {
+        if (!kv.first.IsScalar()) m.fail(kv.first, "axis names must be dotted paths such as run.device", what);
+        std::string key = kv.first.Scalar();
+        bool is_axis = std::find(axis_names.begin(), axis_names.end(), key) != axis_names.end();
+        if (std::string(what) == "exclude" && !is_axis) {
+          m.fail(kv.first, fmt::format("'{}' is not a matrix axis; axes: {}", key, join(axis_names)), what);
+        }
+        if (!is_root(key)) m.fail(kv.first, fmt::format("'{}' must be a dotted path under {}", key, roots_text()), what);
+        if (key == "attention" && std::find(labels.begin(), labels.end(), node_text(kv.second)) == labels.end()) {
+          // Found by fuzzing: an unknown entry here would otherwise reach the cell resolution.
+          m.fail(kv.second, fmt::format("'{}' names no attention entry; entries: {}", node_text(kv.second), join(labels)), what);
+        }
+        c.emplace_back(key, kv.second);
+      }
+      out.push_back(c);
+    }
+    return out;
+  };
+  std::vector<Combination> includes = read_rules(include, "include");
+  std::vector<Combination> excludes = read_rules(exclude, "exclude");
+
+  // An include that matches an exclude entirely contradicts it: say so instead of guessing which wins.
+  for (size_t i = 0; i < includes.size(); ++i) {
+    for (size_t j = 0; j < excludes.size(); ++j) {
+      bool covers = std::all_of(excludes[j].begin(), excludes[j].end(), [&](const auto& kv) {
+        const YAML::Node* v = find_value(includes[i], kv.first);
+        return v && same_value(*v, kv.second);
+      });
+      if (covers) {
+        m.fail(include[i], fmt::format("include entry {} adds back what exclude entry {} removes; drop one of them",
+                                       i + 1, j + 1), "include");
+      }
+    }
+  }
+
+  // Cartesian product, first axis outermost.
+  std::vector<Combination> combos{Combination{}};
+  for (size_t a = 0; a < axis_names.size(); ++a) {
+    std::vector<Combination> next;
+    for (const auto& c : combos) {
+      for (const auto& v : axis_values[a]) {
+        Combination n = c;
+        n.emplace_back(axis_names[a], v);
+        next.push_back(std::move(n));
+      }
+    }
+    combos = std::move(next);
+  }
+  // CI-matrix semantics: exclude removes partial matches; include extends every combination whose
+  // original axis values it does not change, or else becomes a combination of its own.
+  combos.erase(std::remove_if(combos.begin(), combos.end(),
+                              [&](const Combination& c) {
+                                return std::any_of(excludes.begin(), excludes.end(), [&](const Combination& ex) {
+                                  return std::all_of(ex.begin(), ex.end(), [&](const auto& kv) {
+                                    return same_value(*find_value(c, kv.first), kv.second);
+                                  });
+                                });
+                              }),
+               combos.end());
+  size_t original = combos.size();
+  for (const auto& inc : includes) {
+    bool added = false;
+    for (size_t i = 0; i < original; ++i) {
+      bool fits = std::all_of(inc.begin(), inc.end(), [&](const auto& kv) {
+        bool is_axis = std::find(axis_names.begin(), axis_names.end(), kv.first) != axis_names.end();
+        return !is_axis || same_value(*find_value(combos[i], kv.first), kv.second);
+      });
+      if (!fits) continue;
+      added = true;
+      for (const auto& kv : inc) {
+        bool is_axis = std::find(axis_names.begin(), axis_names.end(), kv.first) != axis_names.end();
+        if (is_axis) continue;
+        auto& c = combos[i];
+        auto it = std::find_if(c.begin(), c.end(), [&](const auto& p) { return p.first == kv.first; });
+        if (it != c.end()) it->second = kv.second;
+        else c.emplace_back(kv.first, kv.second);
+      }
+    }
+    if (!added) {
+      Combination c = inc;
+      if (!find_value(c, "attention")) {
+        for (const auto& l : labels) {
+          Combination with = c;
+          with.emplace_back("attention", YAML::Node(l));
+          combos.push_back(with);
+        }
+      } else {
+        combos.push_back(c);
+      }
+    }
+  }
+  if (combos.empty()) m.fail(matrix_node, "expands to no cells: every combination is excluded");
+
+  // Resolve each combination into a typed cell: the file's values under the --set and axis overrides.
+  std::set<std::string> seen;
+  for (const Combination& combo : combos) {
+    std::string label = node_text(*find_value(combo, "attention"));
+    const AttentionEntry& entry = *std::find_if(entries.begin(), entries.end(), [&](const auto& e) { return e.label == label; });
+    const std::string plugin_name = entry.node["plugin"].Scalar();
+    Cell cell;
+    Overrides ov;
+    auto applies = [&](const std::string& path) {
+      std::vector<std::string> parts = split(path, '.');
+      return !(parts.size() == 3 && parts[0] == "attention" && parts[1] == "params" && options.has_param &&
+               !options.has_param(plugin_name, parts[2]));  // e.g. res_size on an MHA entry
+    };
+    for (const auto& [path, value] : set_values) {
+      if (applies(path)) ov[path] = value;
+    }
+    for (const auto& [axis, value] : combo) {
+      if (axis == "attention") continue;
+      std::vector<std::string> parts = split(axis, '.');
+      if (parts.front() == "attention" && (parts.size() < 2 || parts[1] != "params")) {
+        m.fail(value, "an axis may set attention.params.<key>, not the entry itself; use the 'attention' axis", axis);
+      }
+      if (!applies(axis)) continue;
+      ov[axis] = Override{value, axis_origin.count(axis) ? axis_origin.at(axis) : ""};
+      cell.axes[axis] = node_text(value);
+    }
+    cell.axes["attention"] = label;
+
+    // Every schema key of this cell, section by section; each section rejects keys it does not know.
+    nlohmann::json resolved = nlohmann::json::object(), hashed = nlohmann::json::object();
+    std::map<std::string, Section> sections;
+    for (const StudyKey& k : study_keys()) {
+      if (k.scope != Scope::kCell) continue;
+      auto it = sections.find(k.section());
+      if (it == sections.end()) {
+        it = sections.emplace(k.section(), Section(root[k.section()], k.section(), file, section_keys(k.section(), Scope::kCell), &ov))
+                 .first;
+      }
+      SettingValue value = it->second.read(k);
+      if (k.to_cell) k.to_cell(cell, value);
+      resolved[k.section()][k.name()] = setting_to_json(value);
+      if (hashed_here(k, value)) hashed[k.section()][k.name()] = setting_to_json(value);
+      cell.settings.set(k.path, std::move(value));
+    }
+    const Section& data = sections.at("data");
+    const Section& run = sections.at("run");
+    const Section& meas = sections.at("measure");
+
+    Section data_params(data.get("params"), "data.params", file, {}, &ov);
+    cell.embedder_params = read_params_map(data_params, data.get("params"));
+    Section att(entry.node, "attention", file, {"name", "plugin", "params"}, &ov);
+    Section att_params(att.get("params"), "attention.params", file, {}, &ov);
+    cell.label = label;
+    cell.plugin = plugin_name;
+    cell.attention_params = read_params_map(att_params, att.get("params"));
+    const std::string entry_path = "attention[" + label + "]";
+    if (options.complete_params) {
+      // Defaults filled in before hashing, so spelling out a default does not make a new cell.
+      auto complete = [&](attnbench_plugin_kind kind, const std::string& plugin, const Params& given,
+                          const Section& where, const YAML::Node& at, const std::string& path) {
+        try {
+          return options.complete_params(kind, plugin, given);
+        } catch (const std::exception& e) {
+          throw ConfigError(fmt::format("{}: {}: {}", where.where(at), path, e.what()));
+        }
+      };
+      cell.embedder_params = complete(ATTNBENCH_PLUGIN_EMBEDDER, cell.embedder, cell.embedder_params, data,
+                                      data.get("params") ? data.get("params") : data.get("embedder"), "data.params");
+      cell.attention_params = complete(ATTNBENCH_PLUGIN_ATTENTION, plugin_name, cell.attention_params, att,
+                                       att.get("params") ? att.get("params") : att.get("plugin"), entry_path);
+    }
+    // The plugins' own checks, which need the tokens' width: the embedder says it when it can.
+    const int64_t embed_dim =
+        validate_with_plugin(options, ATTNBENCH_PLUGIN_EMBEDDER, cell.embedder, cell.embedder_params, 0, data_params,
+                             data.get("params") ? data.get("params") : data.get("embedder"), "data");
+    validate_with_plugin(options, ATTNBENCH_PLUGIN_ATTENTION, plugin_name, cell.attention_params, embed_dim, att_params,
+                         att.get("params") ? att.get("params") : att.get("plugin"), entry_path);
+
+    if (cell.samples % cell.batch != 0) {
+      run.fail(run.get("batch"), fmt::format("batch {} must divide data.samples {}", cell.batch, cell.samples), "batch");
+    }
+    if (cell.has_mode("rollout") && cell.seed_len > cell.seq_len) {
+      run.fail(run.get("seed_len"), fmt::format("seed_len {} exceeds data.seq_len {}", cell.seed_len, cell.seq_len), "seed_len");
+    }
+    if (cell.measure.max_runs < cell.measure.min_runs) {
+      meas.fail(meas.get("max_runs"),
+                fmt::format("{} is out of range; must be >= {}", cell.measure.max_runs, cell.measure.min_runs), "max_runs");
+    }
+
+    for (nlohmann::json* j : {&resolved, &hashed}) {
+      (*j)["data"]["params"] = params_to_json(cell.embedder_params);
+      (*j)["attention"] = {{"name", cell.label}, {"plugin", cell.plugin}, {"params", params_to_json(cell.attention_params)}};
+    }
+    cell.resolved = std::move(resolved);
+    cell.hash = hash_json(hashed);
+    if (!seen.insert(cell.hash).second) continue;  // an axis that did not apply made it a duplicate
+    cell.index = study.cells.size();
+    study.cells.push_back(std::move(cell));
+  }
+  return study;
+}
+
+}  // namespace attnbench
