@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a benchmark study (default configs/bench_cpu.yaml) from scratch and prints its rows beside the
-# targets of design.md. Usage: scripts/bench.sh [STUDY.yaml] [runner options...]
+# targets of docs/reference.md. Usage: scripts/bench.sh [STUDY.yaml] [runner options...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 study=${1:-configs/bench_cpu.yaml}

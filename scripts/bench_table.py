@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""Prints a markdown table of benchmark results (median times) beside design.md's targets.
+"""Prints a markdown table of benchmark results (median times) beside the reference's figures and the targets (docs/reference.md).
 
 usage: scripts/bench_table.py RESULTS.jsonl [--device cpu|cuda]
 """
 import argparse
 import json
+import os
+import sys
 
-# design.md, "Performance targets": (reference, goal) in ms, per device.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import attnbench_results  # noqa: E402
+
+# docs/reference.md, "Its measured figures and attnbench's targets": (reference, goal) in ms, per device.
 TARGETS = {
     "cpu": {("mha", "full"): (17.8, 18), ("reservoir", "full"): (103, 8), ("mha", "prefix"): (2443, 2200),
             ("mha", "step"): (160, 40), ("reservoir", "step"): (106, 20)},
@@ -34,11 +39,11 @@ def main():
         axes = " ".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(r.get("axes", {}).items()) if k != "attention")
         label = f"{r['attention']['name']} {axes} L={r['params']['data']['seq_len']}".strip()
         consistency = r["metrics"].get("consistency", {}).get("step_vs_full", {}).get("rel_rms")
-        for mode in ("full", "step", "prefix"):
-            m = r["metrics"].get(mode)
-            if not m:
+        for path in attnbench_results.timings():
+            mode = path.split(".")[0]
+            t = attnbench_results.metric(r, path)
+            if not t:
                 continue
-            t = m["time_ms"]
             ref, goal = TARGETS.get(device, {}).get((plugin, mode), ("", ""))
             if r["params"]["attention"]["params"].get("res_size", 256) != 256 or r["params"]["data"]["seq_len"] != 256:
                 ref, goal = "", ""

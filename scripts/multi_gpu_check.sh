@@ -5,18 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mkdir -p "${OUT:-out}" && cd "${OUT:-out}" && pwd)
 mkdir -p /tmp/deps && for f in .gpu-deps/*.deb; do dpkg -x "$f" /tmp/deps; done
-export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-tp=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DATTNBENCH_CUDA=ON -DATTNBENCH_TESTS=OFF \
-  -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH="$tp;/tmp/deps/usr" > "$out/cfg.log" 2>&1
-cmake --build build-gpu --parallel "$(nproc)" --target runner attnbench_mha attnbench_reservoir attnbench_synthetic > "$out/build.log" 2>&1
+export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-} ATTNBENCH_PREFIX_PATH=/tmp/deps/usr
+scripts/build.sh --cuda -DATTNBENCH_TESTS=OFF > "$out/build.log" 2>&1
 gpus=$(nvidia-smi -L | wc -l)
 devices=$(seq -s, 0 $((gpus - 1)))
 nvidia-smi -L
 t0=$(date +%s.%N)
-CUDA_VISIBLE_DEVICES=0 ./build-gpu/runner configs/multi_gpu.yaml --results "$out/one_gpu.jsonl" --force > "$out/one_gpu.txt" 2>&1
+CUDA_VISIBLE_DEVICES=0 ./build-cuda/runner configs/multi_gpu.yaml --results "$out/one_gpu.jsonl" --force > "$out/one_gpu.txt" 2>&1
 t1=$(date +%s.%N)
-./build-gpu/runner configs/multi_gpu.yaml --devices "$devices" --results "$out/all_gpus.jsonl" --force > "$out/all_gpus.txt" 2>&1
+./build-cuda/runner configs/multi_gpu.yaml --devices "$devices" --results "$out/all_gpus.jsonl" --force > "$out/all_gpus.txt" 2>&1
 t2=$(date +%s.%N)
 python3 - "$out/one_gpu.jsonl" "$out/all_gpus.jsonl" "$t0" "$t1" "$t2" "$gpus" <<'PY'
 import json, sys

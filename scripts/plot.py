@@ -2,7 +2,7 @@
 """Figures from attnbench results files, as PNG and SVG, with a markdown summary beside them:
   latency_by_position  per-token latency against token position, every streaming mode and cell
                        (a KV cache grows, a reservoir stays flat)
-  full_sequence        full-sequence time and tokens/s by cell
+  timings              each timed mode's whole-sequence time by cell
   consistency          step vs forward, prefix vs step and closed-loop errors (relative RMS)
   state_bytes          state size against tokens
   axis_<name>          for each matrix axis with several values: median times against it
@@ -32,47 +32,63 @@ def save(fig, out, name, written):
     plt.close(fig)
 
 
-def latency_by_position(rows, out, written):
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for r in rows:
-        for mode, style in (("step", "-"), ("prefix", ":")):
-            series = ar.metric(r, mode, "per_position_us")
-            if series:
-                ax.plot(range(1, len(series) + 1), series, style, label=f"{ar.label(r)} ({mode})")
-    ax.set_xlabel("token position")
-    ax.set_ylabel("latency per token (µs, median over runs)")
-    ax.set_yscale("log")
-    ax.set_title("Streaming latency against position")
-    ax.legend(fontsize="small")
-    save(fig, out, "latency_by_position", written)
-
-
-def full_sequence(rows, out, written):
-    rows = [r for r in rows if ar.metric(r, "full", "time_ms")]
-    if not rows:
+def line_figure(series, out, name, written, xlabel, ylabel, title, xscale="linear", yscale="linear", marker=None):
+    """One line per (label, xs, ys, style); nothing is written when there is no series."""
+    if not series:
         return
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
-    names = [ar.label(r) for r in rows]
-    left.barh(names, [ar.metric(r, "full", "time_ms", "median") for r in rows],
-              xerr=[[ar.metric(r, "full", "time_ms", "median") - ar.metric(r, "full", "time_ms", "p10") for r in rows],
-                    [ar.metric(r, "full", "time_ms", "p90") - ar.metric(r, "full", "time_ms", "median") for r in rows]])
-    left.set_xlabel("full-sequence time (ms, median, p10-p90)")
-    right.barh(names, [ar.metric(r, "full", "tokens_per_s") for r in rows])
-    right.set_xlabel("throughput (tokens/s)")
-    right.set_yticklabels([])
-    save(fig, out, "full_sequence", written)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, xs, ys, style in series:
+        ax.plot(xs, ys, style, marker=marker, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xscale(xscale)
+    ax.set_yscale(yscale)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    save(fig, out, name, written)
+
+
+def latency_by_position(rows, out, written):
+    styles = ["-", ":", "--", "-."]
+    series = []
+    for r in rows:
+        for i, path in enumerate(ar.position_series()):
+            values = ar.metric(r, path)
+            if values:
+                series.append((f"{ar.label(r)} ({path.split('.')[0]})", range(1, len(values) + 1), values, styles[i % 4]))
+    line_figure(series, out, "latency_by_position", written, "token position", "latency per token (µs, median over runs)",
+                "Streaming latency against position", yscale="log")
+
+
+def timings(rows, out, written):
+    paths = [p for p in ar.timings() if any(ar.metric(r, p) for r in rows)]
+    if not paths:
+        return
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.5 * len(rows) * len(paths)))
+    height = 0.8 / len(paths)
+    for i, path in enumerate(paths):
+        medians = [ar.metric(r, path, "median") or 0 for r in rows]
+        low = [m - (ar.metric(r, path, "p10") or m) for r, m in zip(rows, medians)]
+        high = [(ar.metric(r, path, "p90") or m) - m for r, m in zip(rows, medians)]
+        ax.barh([y + i * height for y in range(len(rows))], medians, height, xerr=[low, high], label=path.split(".")[0])
+    ax.set_yticks([y + height * (len(paths) - 1) / 2 for y in range(len(rows))])
+    ax.set_yticklabels([ar.label(r) for r in rows], fontsize="small")
+    ax.set_xscale("log")
+    ax.set_xlabel("time for the whole sequence (ms, median, p10-p90)")
+    ax.legend(fontsize="small")
+    save(fig, out, "timings", written)
 
 
 def consistency(rows, out, written):
-    checks = (("consistency", "step_vs_full"), ("consistency", "prefix_vs_step"), ("rollout", "step_vs_prefix"))
-    rows = [r for r in rows if any(ar.metric(r, a, b, "rel_rms") is not None for a, b in checks)]
+    checks = ar.errors()
+    rows = [r for r in rows if any(ar.metric(r, c, "rel_rms") is not None for c in checks)]
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.8 / len(checks)
-    for i, (a, b) in enumerate(checks):
-        values = [max(ar.metric(r, a, b, "rel_rms") or 0, 1e-17) for r in rows]
-        ax.bar([x + i * width for x in range(len(rows))], values, width, label=b.replace("_", " "))
+    for i, check in enumerate(checks):
+        values = [max(ar.metric(r, check, "rel_rms") or 0, 1e-17) for r in rows]
+        ax.bar([x + i * width for x in range(len(rows))], values, width, label=check.split(".")[-1].replace("_", " "))
     ax.set_xticks([x + width for x in range(len(rows))])
     ax.set_xticklabels([ar.label(r) for r in rows], rotation=20, ha="right", fontsize="small")
     ax.set_yscale("log")
@@ -83,18 +99,9 @@ def consistency(rows, out, written):
 
 
 def state_bytes(rows, out, written):
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for r in rows:
-        growth = ar.metric(r, "state_growth")
-        if growth:
-            ax.plot(growth["tokens"], growth["bytes"], marker="o", label=ar.label(r))
-    ax.set_xlabel("tokens")
-    ax.set_ylabel("state size (bytes)")
-    ax.set_xscale("symlog")
-    ax.set_yscale("symlog")
-    ax.set_title("State against tokens")
-    ax.legend(fontsize="small")
-    save(fig, out, "state_bytes", written)
+    series = [(ar.label(r), g["tokens"], g["bytes"], "-") for r in rows if (g := ar.metric(r, "state_growth"))]
+    line_figure(series, out, "state_bytes", written, "tokens", "state size (bytes)", "State against tokens",
+                xscale="symlog", yscale="symlog", marker="o")
 
 
 def axes(rows, out, written):
@@ -103,36 +110,29 @@ def axes(rows, out, written):
         values = sorted({str(r["axes"][axis]) for r in rows if axis in r.get("axes", {})})
         if len(values) < 2:
             continue
-        fig, ax = plt.subplots(figsize=(8, 4.5))
+        series = []
         for attention in sorted({r["attention"]["name"] for r in rows}):
-            for mode in ("full", "step"):
-                points = [(str(r["axes"][axis]), ar.metric(r, mode, "time_ms", "median")) for r in rows
+            for path in ar.timings():
+                points = [(str(r["axes"][axis]), ar.metric(r, path, "median")) for r in rows
                           if r["attention"]["name"] == attention and axis in r.get("axes", {})
-                          and ar.metric(r, mode, "time_ms") is not None]
+                          and ar.metric(r, path) is not None]
                 if points:
                     points.sort(key=lambda p: values.index(p[0]))
-                    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{attention} {mode}")
-        ax.set_xlabel(axis)
-        ax.set_ylabel("median time (ms)")
-        ax.set_yscale("log")
-        ax.legend(fontsize="small")
-        save(fig, out, "axis_" + axis.replace(".", "_"), written)
+                    series.append((f"{attention} {path.split('.')[0]}", [p[0] for p in points], [p[1] for p in points], "-"))
+        line_figure(series, out, "axis_" + axis.replace(".", "_"), written, axis, "median time (ms)", f"Against {axis}",
+                    yscale="log", marker="o")
 
 
 def summary(rows, out, written):
+    columns = ar.summary_columns()
     path = os.path.join(out, "summary.md")
     with open(path, "w", encoding="utf-8") as f:
-        f.write("| cell | status | full ms | step ms | prefix ms | tokens/s | step vs full | state bytes |\n")
-        f.write("|---|---|---|---|---|---|---|---|\n")
+        f.write("| cell | status | " + " | ".join(c["title"] for c in columns) + " | state bytes |\n")
+        f.write("|---|---|" + "---|" * len(columns) + "---|\n")
         for r in rows:
-            def ms(mode):
-                v = ar.metric(r, mode, "time_ms", "median")
-                return f"{v:.3f}" if v is not None else "-"
-            tps = ar.metric(r, "full", "tokens_per_s")
-            err = ar.metric(r, "consistency", "step_vs_full", "rel_rms")
-            f.write(f"| {ar.label(r)} | {r.get('status')} | {ms('full')} | {ms('step')} | {ms('prefix')} | "
-                    f"{f'{tps:.0f}' if tps else '-'} | {f'{err:.1e}' if err is not None else '-'} | "
-                    f"{ar.metric(r, 'state_bytes') if ar.metric(r, 'state_bytes') is not None else '-'} |\n")
+            state = ar.metric(r, "state_bytes")
+            f.write(f"| {ar.label(r)} | {r.get('status')} | " + " | ".join(ar.column_text(r, c) for c in columns)
+                    + f" | {state if state is not None else '-'} |\n")
         f.write("\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in written if p.endswith(".png")) + "\n")
     written.append(path)
 
@@ -147,7 +147,7 @@ def main():
         sys.exit("plot: no ok cells in " + ", ".join(args.results))
     os.makedirs(args.out, exist_ok=True)
     written = []
-    for figure in (latency_by_position, full_sequence, consistency, state_bytes, axes):
+    for figure in (latency_by_position, timings, consistency, state_bytes, axes):
         figure(rows, args.out, written)
     summary(rows, args.out, written)
     print("plot: wrote " + ", ".join(os.path.basename(p) for p in written))

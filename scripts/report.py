@@ -10,8 +10,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import attnbench_results  # noqa: E402
 
-MODES = ("full", "step", "prefix")
-
 
 def main():
     if len(sys.argv) < 3:
@@ -23,8 +21,9 @@ def main():
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for key, base in tables[0].items():
-        for mode in MODES:
-            times = [attnbench_results.metric(t[key], mode, "time_ms", "median") if key in t else None for t in tables]
+        for path in attnbench_results.timings():
+            mode = path.split(".")[0]
+            times = [attnbench_results.metric(t[key], path, "median") if key in t else None for t in tables]
             if times[0] is None:
                 continue
             cells = [f"{t:.3f}" if t is not None else "-" for t in times]

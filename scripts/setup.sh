@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Installs every Debian package attnbench needs, skipping what is already installed.
-# Used by the README's two commands and by CI; safe to run again.
+# Used by the README's two commands and by CI; safe to run again. ATTNBENCH_NO_APT=1 skips it, for a
+# machine whose packages come another way (scripts/gpu_deps.sh, ATTNBENCH_PREFIX_PATH in build.sh).
 set -euo pipefail
+if [[ "${ATTNBENCH_NO_APT:-0}" == 1 ]]; then exit 0; fi
 
 packages=(
   build-essential cmake ninja-build ccache git unzip python3 python3-pip
   libtorch-dev libopenblas0-pthread
   libyaml-cpp-dev libfmt-dev libeigen3-dev libboost-dev libspectra-dev
   libgtest-dev nlohmann-json3-dev libbz2-dev libutf8proc-dev
-  clang-14 libclang-rt-14-dev
+  clang-14 libclang-rt-14-dev python3-matplotlib
 )
-if [[ "${ATTNBENCH_WITH_PLOTS:-0}" == 1 ]]; then packages+=(python3-matplotlib); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -4,8 +4,11 @@
 //   phi(x) = elu(x) + 1,  S_t = S_{t-1} + phi(k_t) v_t^T,  z_t = z_{t-1} + phi(k_t)
 //   y_t    = W_o [ phi(q_t)^T S_t / (phi(q_t)^T z_t) ]  per head
 //
-// It uses only the installed SDK (attnbench/attention.h) and ATen.
+// It uses the installed SDK (attnbench/attention.h), ATen, and attnbench's plugin-support library for
+// its parameter checks and for reading weights from a .safetensors file (a PyTorch state_dict).
 #include <attnbench/attention.h>
+#include <attnbench/support/checks.h>
+#include <attnbench/support/safetensors.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -15,6 +18,7 @@ namespace {
 
 const attnbench_param_spec_v1 kParams[] = {
     {"heads", ATTNBENCH_PARAM_INT, "4", "number of heads; must divide E"},
+    {"weights", ATTNBENCH_PARAM_STRING, "", ".safetensors with qkv.weight (3E, E) and out.weight (E, E); empty: random"},
 };
 
 struct LinearState final : attnbench::State {
@@ -24,14 +28,29 @@ struct LinearState final : attnbench::State {
 
 class LinearAttention final : public attnbench::Attention {
  public:
+  // Called when a study loads (so --dry-run finds a bad value) and by the constructor.
+  static void validate(const attnbench::Params& params, int64_t embed_dim) {
+    attnbench::checks::divides("linear", "heads", params.get_int("heads"), embed_dim);
+    attnbench::checks::file_or_empty("linear", "weights", params.get_string("weights"));
+  }
+
   explicit LinearAttention(const attnbench::CreateArgs& args)
       : device_(args.device), dtype_(args.dtype), e_(args.embed_dim), heads_(args.params.get_int("heads")) {
-    if (heads_ < 1 || e_ % heads_ != 0) throw std::invalid_argument("linear: heads must divide E = " + std::to_string(e_));
+    validate(args.params, e_);
     dh_ = e_ / heads_;
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(args.seed);
-    const double bound = 1.0 / std::sqrt(static_cast<double>(e_));
-    qkv_ = at::empty({3 * e_, e_}).uniform_(-bound, bound, gen).to(device_, dtype_);
-    out_ = at::empty({e_, e_}).uniform_(-bound, bound, gen).to(device_, dtype_);
+    const std::string& path = args.params.get_string("weights");
+    if (path.empty()) {
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(args.seed);
+      const double bound = 1.0 / std::sqrt(static_cast<double>(e_));
+      qkv_ = at::empty({3 * e_, e_}).uniform_(-bound, bound, gen);
+      out_ = at::empty({e_, e_}).uniform_(-bound, bound, gen);
+    } else {
+      attnbench::TensorFile file = attnbench::load_safetensors(path);
+      qkv_ = attnbench::require_tensor(file, path, "qkv.weight", {3 * e_, e_});
+      out_ = attnbench::require_tensor(file, path, "out.weight", {e_, e_});
+    }
+    qkv_ = qkv_.to(device_, dtype_);
+    out_ = out_.to(device_, dtype_);
   }
 
   attnbench::AttentionInfo info() const override {

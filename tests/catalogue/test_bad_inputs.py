@@ -61,8 +61,8 @@ class Catalogue(unittest.TestCase):
         return subprocess.run([RUNNER, *args, "--results", self.results], capture_output=True, text=True, timeout=120,
                               env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
 
-    def expect(self, yaml, status, message):
-        done = self.runner(self.file("bad.yaml", yaml))
+    def expect(self, yaml, status, message, *args):
+        done = self.runner(self.file("bad.yaml", yaml), *args)
         output = done.stdout + done.stderr
         lines = open(self.results).read().splitlines()
         self.assertEqual(done.returncode, status, output)
@@ -98,6 +98,25 @@ class Catalogue(unittest.TestCase):
 
     def test_unknown_plugin_parameter(self):
         self.expect(study(attention="[{plugin: mha, params: {hedas: 2}}]"), 2, "plugin 'mha' has no parameter 'hedas'")
+
+    # --- a plugin's own checks (its validate()) run when the study loads: --dry-run finds them ---------
+    def test_heads_that_do_not_divide_the_width(self):
+        yaml = study(data="{embedder: synthetic, params: {embed_dim: 768}, seq_len: 7}",
+                     attention="[{name: M, plugin: mha, params: {heads: 7}}]")
+        self.expect(yaml, 2, "bad.yaml:3:52: attention[M].params.heads: mha: heads 7 must be >= 1 and divide embed_dim 768; "
+                             "valid: 1, 2, 3, 4, 6, 8, 12", "--dry-run")
+
+    def test_unknown_topology(self):
+        self.expect(study(attention="[{name: R, plugin: reservoir, params: {heads: 4, topology: foo}}]"), 2,
+                    "bad.yaml:3:71: attention[R].params.topology: reservoir: unknown topology 'foo'; valid: uniform, "
+                    "geometric, smallworld", "--dry-run")
+
+    def test_bad_value_from_a_matrix_axis_or_set(self):
+        yaml = study(attention="[{name: R, plugin: reservoir, params: {heads: 4}}]",
+                     extra="matrix: {attention.params.leak: [0.3, 1.5]}\n")
+        self.expect(yaml, 2, "bad.yaml:6:39: attention[R].params.leak: reservoir: leak must be in (0, 1], got 1.5", "--dry-run")
+        self.expect(study(), 2, "--set data.params.embed_dim: data.params.embed_dim: synthetic: embed_dim must be in "
+                                "[1, 1048576], got -8", "--dry-run", "--set", "data.params.embed_dim=-8")
 
     # --- a cell fails, the matrix goes on: exit 1, the error in the results -------------------------
     def corpus_study(self, corpus, extra=""):

@@ -74,11 +74,11 @@ class PlotTest(unittest.TestCase):
             write(results, [row(0, "h0"), row(1, "h1", time_ms=3.0), row(2, "h2")])
             run(os.path.join(SCRIPTS, "plot.py"), results, "--out", os.path.join(d, "fig"))
             files = set(os.listdir(os.path.join(d, "fig")))
-            for name in ("latency_by_position", "full_sequence", "consistency", "state_bytes", "axis_run_seed"):
+            for name in ("latency_by_position", "timings", "consistency", "state_bytes", "axis_run_seed"):
                 self.assertIn(name + ".png", files)
                 self.assertIn(name + ".svg", files)
             summary = open(os.path.join(d, "fig", "summary.md")).read()
-            self.assertIn("| mha seed=0 | ok | 1.000 | 2.000 | - | 100 | 1.0e-07 | 64 |", summary)
+            self.assertIn("| mha seed=0 | ok | 1.000 | 100 | 2.000 | - | 1.0e-07 | 0.0e+00 | 2.0e-07 | 64 |", summary)
 
 
 if __name__ == "__main__":

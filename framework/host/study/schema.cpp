@@ -169,7 +169,13 @@ const char* setting_type_name(SettingType type) {
 
 std::string study_keys_markdown() {
   std::string out = "| key | type | default | valid | in the hash | meaning |\n|---|---|---|---|---|---|\n";
-  for (const StudyKey& k : registry()) {
+  // Grouped by section, in the order a study file has them; registration order within a section.
+  const std::vector<std::string> sections = study_sections();
+  std::vector<StudyKey> keys = registry();
+  std::stable_sort(keys.begin(), keys.end(), [&](const StudyKey& a, const StudyKey& b) {
+    return std::find(sections.begin(), sections.end(), a.section()) < std::find(sections.begin(), sections.end(), b.section());
+  });
+  for (const StudyKey& k : keys) {
     std::string valid;
     if (k.choices) {
       for (const std::string& c : k.choices()) valid += (valid.empty() ? "" : ", ") + c;
