@@ -4,6 +4,7 @@
 // To add a case: write the YAML inline, load it with load_study_text and check the cells or the message.
 #include "study/study.h"
 #include "cli/run_study.h"
+#include "plugins/loader.h"
 #include "study/select.h"
 
 #include <gtest/gtest.h>
@@ -115,6 +116,29 @@ TEST(Matrix, HashIsStableAndDependsOnlyOnParameters) {
   LoadOptions options;
   options.overrides = {"data.seq_len=9", "run.seed_len=2"};
   EXPECT_NE(load("", options).cells[0].hash, a.cells[0].hash);
+}
+
+TEST(Matrix, CellsHashAsTheyDidWhenOlderResultsWereWritten) {
+  // configs/quickstart.yaml as of commit 7b6a900, and the hashes that runner wrote into its results: a
+  // results file written then must still resume, so these may never change.
+  const char* quickstart = R"(
+name: quickstart
+data:
+  embedder: bert
+  params: {model: models/all-MiniLM-L6-v2, corpus: data/wiki_sample.xml}
+  samples: 2
+  seq_len: 128
+attention:
+  - {name: MHA, plugin: mha, params: {heads: 4}}
+  - {name: ReservoirAttention, plugin: reservoir, params: {heads: 4, res_size: 256, density: 0.01, topology: uniform}}
+run: {device: cpu, threads: 1, seed_len: 16, horizon: 32}
+measure: {warmup: 1, min_runs: 3, min_time_ms: 100}
+output: {results: results/quickstart.jsonl}
+)";
+  Study s = load_study_text(quickstart, "quickstart.yaml", attnbench::plugin_aware_options({}));
+  ASSERT_EQ(s.cells.size(), 2u);
+  EXPECT_EQ(s.cells[0].hash, "5e9863b502bea6bb");
+  EXPECT_EQ(s.cells[1].hash, "aaa8f1d030899444");
 }
 
 TEST(ConfigErrors, MalformedYamlNamesLineAndColumn) {
