@@ -10,6 +10,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <cmath>
 
 namespace {
@@ -107,7 +108,8 @@ class MultiheadAttention final : public attnbench::Attention {
 
   std::unique_ptr<attnbench::State> init_state(int64_t batch) override {
     auto cache = std::make_unique<KvCache>();
-    const int64_t capacity = max_len_ > 0 ? max_len_ : kInitialCapacity;
+    // Without max_len the cache is allocated on first use (or by reserve()), so it holds what it needs.
+    const int64_t capacity = max_len_ > 0 ? max_len_ : 0;
     auto opts = at::TensorOptions().device(device_).dtype(dtype_);
     cache->k = at::empty({batch, capacity, embed_dim_}, opts);
     cache->v = at::empty({batch, capacity, embed_dim_}, opts);
@@ -156,10 +158,11 @@ class MultiheadAttention final : public attnbench::Attention {
   }
 
   // The cache at exactly the tokens announced, so a sequence of known length never copies it to grow
-  // (max_len, when set, fixes the capacity instead).
+  // and holds no more than it needs (max_len, when set, fixes the capacity instead).
   void reserve(attnbench::State& state, int64_t tokens) override {
     auto& cache = attnbench::state_cast<KvCache>(state);
-    if (max_len_ == 0 && tokens > cache.k.size(1)) resize(cache, tokens);
+    const bool empty = cache.length == 0 && tokens > 0;
+    if (max_len_ == 0 && (tokens > cache.k.size(1) || (empty && tokens != cache.k.size(1)))) resize(cache, tokens);
   }
 
   int64_t state_bytes(const attnbench::State& state) const override {
@@ -224,7 +227,7 @@ class MultiheadAttention final : public attnbench::Attention {
       throw std::length_error("mha: KV cache is full at max_len=" + std::to_string(max_len_) +
                               " tokens; raise attention.params.max_len or set it to 0 to grow");
     }
-    resize(cache, std::max(needed, 2 * capacity));
+    resize(cache, std::max({needed, 2 * capacity, kInitialCapacity}));
   }
 
   void resize(KvCache& cache, int64_t capacity) const {

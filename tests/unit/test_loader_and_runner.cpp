@@ -305,7 +305,7 @@ TEST(Runner, StatusFromThePluginDecidesSkipOrError) {
   EXPECT_EQ(lines[1]["status"], "error");
   const std::string oom = lines[1]["message"];
   EXPECT_NE(oom.find("fixture: asked to run out of memory"), std::string::npos) << oom;
-  EXPECT_NE(oom.find("(lower data.seq_len, run.batch or the layer's size for this cell)"), std::string::npos) << oom;
+  EXPECT_NE(oom.find("(lower data.seq_len (now 12), run.batch (now 1) or the layer's size for this cell)"), std::string::npos) << oom;
   EXPECT_EQ(oom.find("Exception raised from"), std::string::npos) << "no C++ backtrace: " << oom;
   EXPECT_EQ(oom.find('\n'), std::string::npos) << oom;
   EXPECT_EQ(lines[2]["status"], "ok");

@@ -54,9 +54,28 @@ std::string join(const std::vector<std::string>& items) {
 void save_outputs(CellContext& context, const std::string& dir, const std::string& stem) {
   std::map<std::string, at::Tensor> tensors{
       {"input", context.first()}, {"forward", context.full_output()}, {"step", context.step_output()}};
-  if (context.has_prefix_output()) tensors["prefix"] = context.prefix_output();
-  save_safetensors((std::filesystem::path(dir) / (stem + ".safetensors")).string(), tensors,
-                   {{"cell", context.cell.hash}, {"attention", context.cell.label}});
+  std::map<std::string, std::string> metadata{{"cell", context.cell.hash}, {"attention", context.cell.label}};
+  if (context.has_prefix_output()) {
+    tensors["prefix"] = context.prefix_output(context.prefix_positions());
+    metadata["prefix_positions"] = context.prefix_positions().empty() ? "all" : nlohmann::json(context.prefix_positions()).dump();
+  }
+  save_safetensors((std::filesystem::path(dir) / (stem + ".safetensors")).string(), tensors, metadata);
+}
+
+// The bound on the cell's CPU tensor bytes that run.max_memory asks for (0: none). "auto" leaves a tenth
+// of the machine, after what the process holds outside tensors.
+int64_t memory_limit(const Cell& cell) {
+  const std::string& setting = cell.settings.get_string("run.max_memory");
+  if (setting == "none") return 0;
+  if (setting != "auto") return parse_bytes(setting);
+  const int64_t outside_tensors = std::max<int64_t>(0, current_rss_bytes() - allocated_bytes(c10::kCPU));
+  return std::max<int64_t>(1, physical_memory_bytes() / 10 * 9 - outside_tensors);
+}
+
+// What to lower when a cell runs out of memory, with this cell's values.
+std::string memory_hint(const Cell& cell, bool cpu_limit) {
+  return fmt::format(" (lower data.seq_len (now {}), run.batch (now {}) or the layer's size for this cell{})", cell.seq_len,
+                     cell.batch, cpu_limit ? ", or raise run.max_memory" : "");
 }
 
 }  // namespace
@@ -85,6 +104,7 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
                context["cpu_scaling_governor"].get<std::string>());
   }
 
+  install_cpu_accounting();
   EmbeddingSource embeddings;
   std::vector<nlohmann::json> summary;
   bool any_error = false;
@@ -120,6 +140,7 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
       c10::InferenceMode inference;
       set_threads(static_cast<int>(cell.threads));
       reset_peak_memory(device);
+      set_cpu_memory_limit(memory_limit(cell));
       const c10::ScalarType dtype = compute_dtype(cell);
       const EmbeddingSource::Entry& data = embeddings.get(cell, device, dtype);
       line["embedder"] = data.info;
@@ -160,13 +181,15 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
       line["message"] = e.what();
       if (e.status() == ATTNBENCH_OUT_OF_MEMORY) {
         release_cached_memory(device);
-        line["message"] = std::string(e.what()) + " (lower data.seq_len, run.batch or the layer's size for this cell)";
+        const std::string message = e.what();
+        line["message"] = message + memory_hint(cell, message.find("run.max_memory") != std::string::npos);
       }
       any_error |= line["status"] == "error";
     } catch (const c10::OutOfMemoryError& e) {
       release_cached_memory(device);
+      const std::string message = e.what_without_backtrace();
       line["status"] = "error";
-      line["message"] = std::string(e.what_without_backtrace()) + " (lower data.seq_len, run.batch or the layer's size for this cell)";
+      line["message"] = message + memory_hint(cell, message.find("run.max_memory") != std::string::npos);
       any_error = true;
     } catch (const c10::Error& e) {
       // c10::Error carries a C++ backtrace after its message; a user needs only the message.
@@ -178,6 +201,7 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
       line["message"] = e.what();
       any_error = true;
     }
+    set_cpu_memory_limit(0);  // outside cells (the results, the next embedding) nothing is bounded
     results.append(line);
     ++ran;
     line["label_text"] = label_text;

@@ -3,17 +3,26 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <malloc.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <string>
 
 namespace attnbench {
 
+namespace cpu_detail {  // memory.cpp
+int64_t allocated();
+void reset_peak();
+int64_t peak();
+}  // namespace cpu_detail
+
 #ifdef ATTNBENCH_WITH_CUDA
 namespace cuda_detail {  // device_cuda.cpp
 std::unique_ptr<Timer> make_timer();
 void reset_peak(int index);
+int64_t allocated(int index);
 int64_t peak_allocated(int index);
 void empty_cache();
 std::vector<GpuFacts> facts();
@@ -66,14 +75,50 @@ std::string cuda_unavailable_reason() {
 #endif
 }
 
-void reset_peak_memory(c10::Device device) {
-  // Writing 5 to clear_refs resets VmHWM (Linux >= 4.0), so each cell reports its own peak.
-  std::ofstream("/proc/self/clear_refs") << "5";
+namespace {
+int cuda_index(c10::Device device) { return device.index() < 0 ? 0 : device.index(); }
+
+// A mode's probe resets the allocator's peak; the cell's peak is what the probes saw before, folded here.
+int64_t cell_peak_before_probes = 0;
+
+int64_t raw_peak(c10::Device device) {
 #ifdef ATTNBENCH_WITH_CUDA
-  if (device.is_cuda()) cuda_detail::reset_peak(device.index() < 0 ? 0 : device.index());
+  if (device.is_cuda()) return cuda_detail::peak_allocated(cuda_index(device));
 #endif
   (void)device;
+  return cpu_detail::peak();
 }
+}  // namespace
+
+void reset_peak_memory(c10::Device device) {
+  // What an earlier cell freed goes back to the system first, or this cell's peak would include it.
+  malloc_trim(0);
+  // Writing 5 to clear_refs resets VmHWM (Linux >= 4.0), so each cell reports its own peak.
+  std::ofstream("/proc/self/clear_refs") << "5";
+  reset_peak_allocated(device);
+  cell_peak_before_probes = 0;
+}
+
+int64_t cell_peak_allocated_bytes(c10::Device device) { return std::max(cell_peak_before_probes, raw_peak(device)); }
+
+int64_t allocated_bytes(c10::Device device) {
+#ifdef ATTNBENCH_WITH_CUDA
+  if (device.is_cuda()) return cuda_detail::allocated(cuda_index(device));
+#endif
+  (void)device;
+  return cpu_detail::allocated();
+}
+
+void reset_peak_allocated(c10::Device device) {
+  cell_peak_before_probes = std::max(cell_peak_before_probes, raw_peak(device));
+#ifdef ATTNBENCH_WITH_CUDA
+  if (device.is_cuda()) return cuda_detail::reset_peak(cuda_index(device));
+#endif
+  (void)device;
+  cpu_detail::reset_peak();
+}
+
+int64_t peak_allocated_bytes(c10::Device device) { return raw_peak(device); }
 
 int64_t peak_rss_bytes() {
   std::ifstream status("/proc/self/status");
@@ -84,13 +129,7 @@ int64_t peak_rss_bytes() {
   return 0;
 }
 
-int64_t peak_device_bytes(c10::Device device) {
-#ifdef ATTNBENCH_WITH_CUDA
-  if (device.is_cuda()) return cuda_detail::peak_allocated(device.index() < 0 ? 0 : device.index());
-#endif
-  (void)device;
-  return 0;
-}
+int64_t peak_device_bytes(c10::Device device) { return device.is_cuda() ? cell_peak_allocated_bytes(device) : 0; }
 
 void release_cached_memory(c10::Device device) {
 #ifdef ATTNBENCH_WITH_CUDA

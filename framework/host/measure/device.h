@@ -28,10 +28,30 @@ void set_threads(int threads);
 
 bool cuda_available();
 std::string cuda_unavailable_reason();  // why a cuda cell cannot run here
-void reset_peak_memory(c10::Device device);
+void reset_peak_memory(c10::Device device);   // the cell's peaks below start from what is held now
 int64_t peak_rss_bytes();                      // since the last reset_peak_memory
 int64_t peak_device_bytes(c10::Device device);  // CUDA peak allocated; 0 on CPU
 void release_cached_memory(c10::Device device);  // after an out-of-memory error
+
+// Tensor memory as the allocator sees it: on CUDA the caching allocator's statistics, on the CPU
+// attnbench's accounting allocator (memory.cpp), which every CPU tensor goes through once
+// install_cpu_accounting() has run. Peaks count from the last reset_peak_allocated().
+int64_t allocated_bytes(c10::Device device);
+void reset_peak_allocated(c10::Device device);
+int64_t peak_allocated_bytes(c10::Device device);
+// The most allocated at once since reset_peak_memory(), through any reset_peak_allocated() in between.
+int64_t cell_peak_allocated_bytes(c10::Device device);
+
+// Routes torch's CPU allocations through the accounting allocator; idempotent. The runner calls it at
+// start, so that every cell is counted and bounded.
+void install_cpu_accounting();
+// A bound on the CPU tensor bytes in use (0: none): an allocation past it throws c10::OutOfMemoryError
+// naming what was asked and what is left, before the machine runs out and the kernel kills the runner.
+void set_cpu_memory_limit(int64_t bytes);
+int64_t cpu_memory_limit();
+// Physical memory of this machine (or of its cgroup, when that is less), and this process's RSS now.
+int64_t physical_memory_bytes();
+int64_t current_rss_bytes();
 
 // Facts for the results' context block: GPU name, driver and CUDA versions; empty on CPU builds.
 struct GpuFacts {

@@ -56,6 +56,10 @@ void reset_peak(int index) {
   c10::cuda::CUDACachingAllocator::resetPeakStats(index);
 }
 
+int64_t allocated(int index) {
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(index).allocated_bytes[0].current;
+}
+
 int64_t peak_allocated(int index) {
   auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
   // Index 0 is StatType::AGGREGATE; the enum moved namespaces across torch 2.x releases, the layout did not.

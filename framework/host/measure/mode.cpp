@@ -69,9 +69,11 @@ const at::Tensor& CellContext::step_output() {
   return step_;
 }
 
-const at::Tensor& CellContext::prefix_output() {
-  if (!prefix_.defined()) {
-    prefix_ = run_prefix(layer, first());
+const at::Tensor& CellContext::prefix_output(const std::vector<int64_t>& positions) {
+  if (!prefix_.defined() || positions != prefix_positions_) {
+    prefix_ = at::Tensor();  // freed before the next is made
+    prefix_ = run_prefix(layer, first(), positions);
+    prefix_positions_ = positions;
     check_finite(prefix_, layer.plugin().name(), "forward() in the prefix recompute");
   }
   return prefix_;
@@ -170,6 +172,17 @@ std::string ms_text(const nlohmann::json& stats) {
 std::string error_text(const nlohmann::json& e) {
   if (e.is_null() || !e.contains("rel_rms")) return "-";
   return fmt::format("rel {:.3e}  max {:.3e}", e["rel_rms"].get<double>(), e["max_abs"].get<double>());
+}
+
+std::string bytes_text(int64_t bytes) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", value, units[unit]);
 }
 
 std::string stability_text(const nlohmann::json& s) {

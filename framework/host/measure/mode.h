@@ -40,17 +40,20 @@ class CellContext {
   Measurer& measurer() { return measurer_; }
   EmbeddingSource* data() const { return data_; }  // the study's embedder, for modes that need more text
 
-  // forward, step and prefix recompute over the first batch, (L, B, E) each; checked to be finite.
+  // forward and step over the first batch, (L, B, E) each, and prefix recompute at `positions` (every
+  // position when empty), (P, B, E); computed once, checked to be finite.
   const at::Tensor& full_output();
   const at::Tensor& step_output();
-  const at::Tensor& prefix_output();
+  const at::Tensor& prefix_output(const std::vector<int64_t>& positions = {});
   bool has_prefix_output() const { return prefix_.defined(); }
+  const std::vector<int64_t>& prefix_positions() const { return prefix_positions_; }
 
  private:
   std::vector<at::Tensor> batches_;
   Measurer measurer_;
   EmbeddingSource* data_;
   at::Tensor full_, step_, prefix_;
+  std::vector<int64_t> prefix_positions_;
 };
 
 // One metric a mode writes, at `path` under the result's "metrics" (dots separate levels).
@@ -105,6 +108,7 @@ const nlohmann::json& json_at(const nlohmann::json& root, const std::string& pat
 std::string ms_text(const nlohmann::json& stats);
 std::string error_text(const nlohmann::json& error);
 std::string stability_text(const nlohmann::json& stats);
+std::string bytes_text(int64_t bytes);  // "393.2 KB"
 
 #define ATTNBENCH_MODE_CONCAT_(a, b) a##b
 #define ATTNBENCH_MODE_NAME_(line) ATTNBENCH_MODE_CONCAT_(attnbench_mode_registered_, line)

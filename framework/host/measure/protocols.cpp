@@ -2,6 +2,7 @@
 
 #include "measure/device.h"
 
+#include <algorithm>
 #include <numeric>
 
 namespace attnbench {
@@ -47,9 +48,16 @@ at::Tensor last_row_of_fresh_forward(AttentionLayer& layer, const at::Tensor& pr
 }
 }  // namespace
 
-at::Tensor run_prefix(AttentionLayer& layer, const at::Tensor& x) {
-  at::Tensor out = at::empty_like(x);
-  for (int64_t t = 1; t <= x.size(0); ++t) out[t - 1].copy_(last_row_of_fresh_forward(layer, x.slice(0, 0, t)));
+at::Tensor run_prefix(AttentionLayer& layer, const at::Tensor& x, const std::vector<int64_t>& positions) {
+  std::vector<int64_t> all;
+  if (positions.empty()) {
+    for (int64_t t = 0; t < x.size(0); ++t) all.push_back(t);
+  }
+  const std::vector<int64_t>& at = positions.empty() ? all : positions;
+  at::Tensor out = at::empty({static_cast<int64_t>(at.size()), x.size(1), x.size(2)}, x.options());
+  for (size_t i = 0; i < at.size(); ++i) {
+    out[static_cast<int64_t>(i)].copy_(last_row_of_fresh_forward(layer, x.slice(0, 0, at[i] + 1)));
+  }
   return out;
 }
 
@@ -79,14 +87,23 @@ at::Tensor rollout_prefix(AttentionLayer& layer, const at::Tensor& x, int64_t se
 
 Measurer::Measurer(AttentionLayer& layer, std::vector<at::Tensor> inputs, const MeasureSettings& settings,
                    c10::Device device)
-    : layer_(layer), inputs_(std::move(inputs)), settings_(settings), device_(device) {}
+    : layer_(layer), inputs_(std::move(inputs)), settings_(settings), device_(device) {
+  install_cpu_accounting();  // so CPU peaks are counted wherever a Measurer is used
+}
 
 template <typename Run>
-std::vector<std::vector<double>> Measurer::repeat(Run&& run) {
+std::vector<std::vector<double>> Measurer::repeat(Run&& run, int64_t output_bytes) {
   auto timer = make_timer(device_);
+  // Reading the allocator's counters is host bookkeeping, outside the timer's marks.
+  const int64_t before = allocated_bytes(device_);
+  reset_peak_allocated(device_);
+  auto end_probe = [&] {
+    peak_bytes_ = std::max<int64_t>(0, peak_allocated_bytes(device_) - before - output_bytes);
+  };
   for (int64_t i = 0; i < settings_.warmup; ++i) {
     run(inputs_[static_cast<size_t>(i) % inputs_.size()], *timer);
     timer->elapsed_ms();
+    if (i == 0) end_probe();
   }
   std::vector<std::vector<double>> runs;
   double total_ms = 0;
@@ -94,6 +111,7 @@ std::vector<std::vector<double>> Measurer::repeat(Run&& run) {
          (static_cast<int64_t>(runs.size()) < settings_.min_runs || total_ms < settings_.min_time_ms)) {
     run(inputs_[runs.size() % inputs_.size()], *timer);
     runs.push_back(timer->elapsed_ms());
+    if (settings_.warmup == 0 && runs.size() == 1) end_probe();
     total_ms += std::accumulate(runs.back().begin(), runs.back().end(), 0.0);
   }
   return runs;
@@ -106,7 +124,7 @@ Stats Measurer::time_full() {
     timer.mark();
     layer_.forward(x, *state);
     timer.mark();
-  });
+  }, inputs_.front().numel() * inputs_.front().element_size());
   std::vector<double> totals;
   for (const auto& r : runs) totals.push_back(r.at(0));
   return summarize(totals, settings_.unstable_cv);
@@ -141,7 +159,7 @@ StreamTiming Measurer::time_steps() {
       layer_.step(row, *state);
       timer.mark();
     }
-  });
+  }, inputs_.front()[0].numel() * inputs_.front().element_size());
   return stream_timing(runs);
 }
 
@@ -152,7 +170,7 @@ StreamTiming Measurer::time_prefix() {
       fresh_forward(layer_, x.slice(0, 0, t));
       timer.mark();
     }
-  });
+  }, inputs_.front().numel() * inputs_.front().element_size());
   return stream_timing(runs);
 }
 

@@ -26,10 +26,11 @@ struct StreamTiming {
   std::vector<double> per_position_us;  // median over runs, by token position
 };
 
-// Outputs of the three ways to run a sequence, each (L, B, E).
+// Outputs of the three ways to run a sequence, each (L, B, E); run_prefix at the given positions only,
+// (P, B, E) for P positions (all of them when `positions` is empty).
 at::Tensor run_full(AttentionLayer& layer, const at::Tensor& x);
 at::Tensor run_steps(AttentionLayer& layer, const at::Tensor& x);
-at::Tensor run_prefix(AttentionLayer& layer, const at::Tensor& x);
+at::Tensor run_prefix(AttentionLayer& layer, const at::Tensor& x, const std::vector<int64_t>& positions = {});
 
 // Closed loop: feed x[0:seed_len], then feed each output back as the next input, `horizon` times.
 // Returns the horizon outputs (horizon, B, E). The step version and the prefix-recompute version see
@@ -46,16 +47,23 @@ class Measurer {
   StreamTiming time_steps();
   StreamTiming time_prefix();
 
+  // Of the last timing: the most tensor memory its first run (a warm-up when there is one) allocated at
+  // once beyond what was allocated before it and beyond one output of the call it times (the forward's
+  // (L, B, E), a step's (B, E)): the layer's working memory in that mode, its state included.
+  int64_t peak_bytes() const { return peak_bytes_; }
+
  private:
   // Calls run(x, timer) after warm-up until min runs and min time are met; returns each run's marks.
+  // The first run is also the memory probe; `output_bytes` is what peak_bytes() leaves out.
   template <typename Run>
-  std::vector<std::vector<double>> repeat(Run&& run);
+  std::vector<std::vector<double>> repeat(Run&& run, int64_t output_bytes);
   StreamTiming stream_timing(const std::vector<std::vector<double>>& runs) const;
 
   AttentionLayer& layer_;
   std::vector<at::Tensor> inputs_;
   MeasureSettings settings_;
   c10::Device device_;
+  int64_t peak_bytes_ = 0;
 };
 
 }  // namespace attnbench

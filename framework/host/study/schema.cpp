@@ -79,6 +79,16 @@ std::vector<StudyKey> core_keys() {
   cell_key(with_range(key("run.seed_len", T::kInt, "16", "rollout: tokens fed before the closed loop"), 1),
            to(&Cell::seed_len));
   cell_key(with_range(key("run.horizon", T::kInt, "32", "rollout: outputs fed back as inputs"), 0), to(&Cell::horizon));
+  StudyKey max_memory = key("run.max_memory", T::kString, "auto",
+                            "bound on the cell's tensor memory on the CPU: auto (leave 10% of the machine), none, or a "
+                            "size such as 8GB; a cell that would pass it fails alone instead of the machine running out");
+  max_memory.hashed = Hashed::kNever;
+  max_memory.check = [](const SettingValue& v) {
+    const std::string& text = std::get<std::string>(v);
+    return text == "auto" || text == "none" || parse_bytes(text) > 0 ? std::string()
+                                                                     : "'" + text + "' is not auto, none or a size such as 8GB";
+  };
+  keys.push_back(max_memory);
 
   cell_key(with_range(key("measure.warmup", T::kInt, "1", "untimed runs before the timed ones"), 0),
            to(&MeasureSettings::warmup));
@@ -151,6 +161,26 @@ template const int64_t& Settings::get<int64_t>(const std::string&) const;
 template const double& Settings::get<double>(const std::string&) const;
 template const std::string& Settings::get<std::string>(const std::string&) const;
 template const std::vector<std::string>& Settings::get<std::vector<std::string>>(const std::string&) const;
+
+int64_t parse_bytes(const std::string& text) {
+  size_t used = 0;
+  double number = 0;
+  try {
+    number = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return -1;
+  }
+  std::string unit = text.substr(used);
+  unit.erase(0, unit.find_first_not_of(' '));
+  static const std::vector<std::pair<std::string, double>> units{
+      {"", 1}, {"B", 1}, {"KB", 1024.0}, {"MB", 1024.0 * 1024}, {"GB", 1024.0 * 1024 * 1024}, {"TB", 1024.0 * 1024 * 1024 * 1024}};
+  for (const auto& [name, scale] : units) {
+    if (unit == name && std::isfinite(number) && number > 0 && number * scale < 9e18) {
+      return static_cast<int64_t>(number * scale);
+    }
+  }
+  return -1;
+}
 
 nlohmann::json setting_to_json(const SettingValue& value) {
   return std::visit([](const auto& v) { return nlohmann::json(v); }, value);

@@ -43,6 +43,7 @@ struct StudyKey {
   double min = -std::numeric_limits<double>::infinity();  // numbers; lists: fewest items
   double max = std::numeric_limits<double>::infinity();
   std::function<std::vector<std::string>()> choices;  // strings and lists of strings; unset: any text
+  std::function<std::string(const SettingValue&)> check;        // a further check: "" or what is wrong
   std::function<void(Cell&, const SettingValue&)> to_cell;     // a typed field of Cell that mirrors it
   std::function<void(Study&, const SettingValue&)> to_study;
 
@@ -81,6 +82,10 @@ class Settings {
 };
 
 nlohmann::json setting_to_json(const SettingValue& value);
+
+// "512MB", "16GB", "1.5TB", "4096" (bytes; KB, MB, GB and TB are powers of 1024) as bytes; -1 when the
+// text is none of these.
+int64_t parse_bytes(const std::string& text);
 const char* setting_type_name(SettingType type);
 
 // Markdown: one row per key (key, type, default, valid values, hashed, help), for docs/study.md.

@@ -59,6 +59,7 @@ class Section {
           const Overrides* overrides = nullptr)
       : node_(node), path_(std::move(path)), file_(file), overrides_(overrides) {
     if (node_ && !node_.IsNull() && !node_.IsMap()) fail(node_, "must be a mapping");
+    if (node_ && node_.IsMap()) check_unique_keys(node_);
     if (keys.empty()) return;  // a free-form map (plugin parameters): the plugin checks the keys
     auto known = [&](const std::string& key) { return std::find(keys.begin(), keys.end(), key) != keys.end(); };
     if (node_ && node_.IsMap()) {
@@ -104,6 +105,19 @@ class Section {
     if (!v) return fallback;
     if (!v.IsScalar()) fail(v, "must be a string", key);
     return v.Scalar();
+  }
+
+  // YAML keeps the first of two equal keys without a word; a study that says a thing twice is a mistake.
+  void check_unique_keys(const YAML::Node& map) const {
+    std::map<std::string, YAML::Mark> seen;
+    for (const auto& kv : map) {
+      if (!kv.first.IsScalar()) continue;
+      auto [it, fresh] = seen.emplace(kv.first.Scalar(), kv.first.Mark());
+      if (!fresh) {
+        fail(kv.first, fmt::format("duplicate key '{}' (first at line {}); keep one", kv.first.Scalar(), it->second.line + 1),
+             kv.first.Scalar());
+      }
+    }
   }
 
   [[noreturn]] void fail(const YAML::Node& at, const std::string& what, const std::string& key = "") const {
@@ -469,6 +483,7 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
     if (!rules.IsSequence()) m.fail(rules, "must be a list of {axis: value} mappings", what);
     for (const auto& rule : rules) {
       if (!rule.IsMap() || rule.size() == 0) m.fail(rule, "each entry must be a non-empty {axis: value} mapping", what);
+      m.check_unique_keys(rule);
       Combination c;
       for (const auto& kv : rule) {
         if (!kv.first.IsScalar()) m.fail(kv.first, "axis names must be dotted paths such as run.device", what);
@@ -602,6 +617,10 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
                  .first;
       }
       SettingValue value = it->second.read(k);
+      if (k.check) {
+        const std::string problem = k.check(value);
+        if (!problem.empty()) it->second.fail(it->second.get(k.name()), problem, k.name());
+      }
       if (k.to_cell) k.to_cell(cell, value);
       resolved[k.section()][k.name()] = setting_to_json(value);
       if (hashed_here(k, value)) hashed[k.section()][k.name()] = setting_to_json(value);

@@ -43,6 +43,9 @@ Mode state_mode() {
       {"batch", "integer", "sequences", "", "B of the measured input"},
       {"peak_rss_bytes", "integer", "bytes", "", "peak resident memory during the cell (VmHWM, reset per cell)"},
       {"peak_cuda_bytes", "integer", "bytes", "", "peak CUDA memory allocated during the cell (CUDA cells only)"},
+      {"peak_tensor_bytes", "integer", "bytes", "",
+       "the most tensor memory the cell held at once on its device, the harness's own buffers included (CPU: "
+       "attnbench's accounting allocator; CUDA: the caching allocator)"},
   };
   m.run = [](CellContext& c) {
     nlohmann::json growth = state_growth(c.layer, c.first());
@@ -50,6 +53,7 @@ Mode state_mode() {
                           {"state_growth", growth},           {"tokens", c.first().size(0)},
                           {"batch", c.first().size(1)},        {"peak_rss_bytes", peak_rss_bytes()}};
     if (c.device.is_cuda()) out["peak_cuda_bytes"] = peak_device_bytes(c.device);
+    out["peak_tensor_bytes"] = cell_peak_allocated_bytes(c.device);
     return out;
   };
   m.print = [](const nlohmann::json& metrics, std::ostream& out) {

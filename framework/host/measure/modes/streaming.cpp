@@ -9,27 +9,29 @@
 namespace attnbench {
 namespace {
 
-std::vector<MetricSpec> stream_metrics(const std::string& mode, const std::string& what) {
+std::vector<MetricSpec> stream_metrics(const std::string& mode, const std::string& what, const std::string& memory) {
   return {
       {mode + ".time_ms", "stats", "ms", "lower", "all L tokens: " + what},
       {mode + ".per_token_us", "stats", "us", "lower", "every token of every run (no samples)"},
       {mode + ".per_position_us", "list", "us", "lower", "L values: median latency of the token at each position"},
       {mode + ".tokens_per_s", "number", "tokens/s", "higher", "L · B / median of time_ms"},
+      {mode + ".peak_bytes", "integer", "bytes", "lower", memory},
   };
 }
 
-nlohmann::json stream_json(const StreamTiming& s, int64_t tokens) {
+nlohmann::json stream_json(const StreamTiming& s, CellContext& c) {
   return {{"time_ms", to_json(s.total_ms)},
           {"per_token_us", to_json(s.per_token_us, /*with_samples=*/false)},
           {"per_position_us", s.per_position_us},
-          {"tokens_per_s", s.total_ms.median > 0 ? static_cast<double>(tokens) / (s.total_ms.median / 1000.0) : 0.0}};
+          {"tokens_per_s", s.total_ms.median > 0 ? static_cast<double>(c.tokens()) / (s.total_ms.median / 1000.0) : 0.0},
+          {"peak_bytes", c.measurer().peak_bytes()}};
 }
 
 void print_stream(const std::string& mode, const nlohmann::json& metrics, std::ostream& out) {
   const nlohmann::json& s = metrics[mode];
-  fmt::print(out, "  [Streaming {:<6}] {:>12} | per token p50 {:.1f} us, p99 {:.1f} us {}\n", mode, ms_text(s["time_ms"]),
-             s["per_token_us"]["median"].get<double>(), s["per_token_us"]["p99"].get<double>(),
-             stability_text(s["time_ms"]));
+  fmt::print(out, "  [Streaming {:<6}] {:>12} | per token p50 {:.1f} us, p99 {:.1f} us {} | memory {}\n", mode,
+             ms_text(s["time_ms"]), s["per_token_us"]["median"].get<double>(), s["per_token_us"]["p99"].get<double>(),
+             stability_text(s["time_ms"]), bytes_text(s["peak_bytes"].get<int64_t>()));
 }
 
 Mode step_mode() {
@@ -39,9 +41,11 @@ Mode step_mode() {
   m.help = "step() once per token, carrying the state (cached KV, incremental reservoir)";
   m.order = 20;
   m.in_default = true;
-  m.metrics = stream_metrics("step", "L calls of step, one token each");
+  m.metrics = stream_metrics("step", "L calls of step, one token each",
+                             "tensor memory the layer held at its peak while streaming L tokens, beyond the inputs "
+                             "and one step's output: its state (a KV cache grows with L, a reservoir does not)");
   m.summary = {{"step (all)", "step.time_ms", "ms"}};
-  m.run = [](CellContext& c) { return nlohmann::json{{"step", stream_json(c.measurer().time_steps(), c.tokens())}}; };
+  m.run = [](CellContext& c) { return nlohmann::json{{"step", stream_json(c.measurer().time_steps(), c)}}; };
   m.print = [](const nlohmann::json& metrics, std::ostream& out) { print_stream("step", metrics, out); };
   return m;
 }
@@ -53,9 +57,11 @@ Mode prefix_mode() {
   m.help = "for each t, forward() on x[0..t] from a fresh state, keeping the last row";
   m.order = 30;
   m.in_default = true;
-  m.metrics = stream_metrics("prefix", "for each t, forward on x[0..t] from a fresh state, the last row kept");
+  m.metrics = stream_metrics("prefix", "for each t, forward on x[0..t] from a fresh state, the last row kept",
+                             "tensor memory the layer held at its peak during the L forwards, beyond the inputs and "
+                             "an (L, B, E) output");
   m.summary = {{"prefix", "prefix.time_ms", "ms"}};
-  m.run = [](CellContext& c) { return nlohmann::json{{"prefix", stream_json(c.measurer().time_prefix(), c.tokens())}}; };
+  m.run = [](CellContext& c) { return nlohmann::json{{"prefix", stream_json(c.measurer().time_prefix(), c)}}; };
   m.print = [](const nlohmann::json& metrics, std::ostream& out) { print_stream("prefix", metrics, out); };
   return m;
 }
