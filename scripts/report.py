@@ -20,9 +20,10 @@ Exit status: 1 when a timing is slower with its ratio above --fail-above (a CI g
 or no cells in common, else 0.
 
 History: lines are grouped by cell (study, attention, axes; and host, when several machines ran) and
-by commit (context.git_commit; a commit's runs are taken together, resampled run by run), ordered by commit time from git (--repo,
-default this checkout) or, when a commit is not in it, by when each commit's cells ran. A step is a
-change of median whose 95% interval does not overlap the previous commit's.
+by commit (context.git_commit; a commit's runs are taken together, resampled run by run), ordered by
+commit time from git (--repo, default this checkout) or, when a commit is not in it, by when each
+commit's cells ran. A step is a change of median whose 95% interval does not overlap the previous
+commit's. History informs; it does not change the exit status.
 """
 
 import argparse

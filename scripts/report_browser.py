@@ -77,14 +77,21 @@ class DevTools:
         ]
         if os.geteuid() == 0:
             flags.append("--no-sandbox")  # Chromium refuses to start its sandbox as root (CI containers)
-        self._process = subprocess.Popen(
-            [browser, *flags, "about:blank"],
-            preexec_fn=plumb,
-            close_fds=False,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
-        )
+        try:
+            self._process = subprocess.Popen(
+                [browser, *flags, "about:blank"],
+                preexec_fn=plumb,
+                close_fds=False,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=self._log,
+            )
+        except OSError as e:
+            for fd in (to_browser, from_browser, self._write, self._read):
+                os.close(fd)
+            self._log.close()
+            shutil.rmtree(self._profile, ignore_errors=True)
+            raise BrowserError(f"cannot run {browser}: {e}") from None
         os.close(to_browser)
         os.close(from_browser)
 

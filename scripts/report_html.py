@@ -61,9 +61,8 @@ def table(header, rows, classes=None):
     body = []
     for i, row in enumerate(rows):
         cls = f' class="{esc(classes[i])}"' if classes and classes[i] else ""
-        cells = "".join(
-            f'<td class="{"verdict" if j == len(row) - 1 else ""}">{esc(c)}</td>' for j, c in enumerate(row)
-        )
+        cells = "".join(f"<td>{esc(c)}</td>" for c in row[:-1]) + f'<td class="verdict">{esc(row[-1])}</td>'
+
         body.append(f"<tr{cls}>{cells}</tr>")
     return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
@@ -111,6 +110,14 @@ def facts(rows, files):
     return '<dl class="facts">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items) + "</dl>"
 
 
+def bar(value, low, high):
+    """Error-bar lengths below and above value for an interval; a percentile interval need not hold the
+    estimate itself (few or lumpy samples), and a bar cannot be negative."""
+    if low is None:
+        return 0.0, 0.0
+    return max(0.0, value - low), max(0.0, high - value)
+
+
 def ratio_figure(comparison):
     """The timings' ratios of medians with their intervals, one row per cell and mode, 1 and the CI gate drawn."""
     items = [
@@ -129,7 +136,7 @@ def ratio_figure(comparison):
             ax.errorbar(
                 [item["ratio"]],
                 [y],
-                xerr=[[item["ratio"] - item["low"]], [item["high"] - item["ratio"]]],
+                xerr=[[length] for length in bar(item["ratio"], item["low"], item["high"])],
                 fmt="o",
                 color=colour,
                 capsize=3,
@@ -190,11 +197,8 @@ def history_figure(hist, path):
             continue
         xs = [commits.index(p["commit"]) for p in points]
         ys = [p["median"] for p in points]
-        errors = [
-            [p["median"] - p["low"] if p["low"] is not None else 0 for p in points],
-            [p["high"] - p["median"] if p["high"] is not None else 0 for p in points],
-        ]
-        ax.errorbar(xs, ys, yerr=errors, marker="o", markersize=3, capsize=2, label=s["label"])
+        below, above = zip(*(bar(p["median"], p["low"], p["high"]) for p in points))
+        ax.errorbar(xs, ys, yerr=[below, above], marker="o", markersize=3, capsize=2, label=s["label"])
         for x, p in zip(xs, points):
             if p["step"]:
                 ax.plot(

@@ -104,7 +104,7 @@ class PageTest(unittest.TestCase):
         self.assertNotIn(-1, positions, [m for m, p in zip(markers, positions) if p < 0])
         self.assertEqual(positions, sorted(positions))
         self.assertNotIn('id="curve_mackey_glass"', self.html)  # a task without a curve draws none
-        self.assertIn('<tr class="slower fails"><td class="">MHA</td><td class="">full</td>', self.html)
+        self.assertIn('<tr class="slower fails"><td>MHA</td><td>full</td>', self.html)
         self.assertIn("<th>MC (memory_capacity)</th>", self.html)
 
     def test_no_quality_figures_without_quality_metrics(self):
