@@ -74,9 +74,10 @@ class DevTools:
             "--disable-background-networking",
             "--disable-component-update",
             "--mute-audio",
+            # The pages are our own reports; CI containers often cannot start Chromium's sandbox (as
+            # root it refuses, without user namespaces it fails), and a test must not depend on that.
+            "--no-sandbox",
         ]
-        if os.geteuid() == 0:
-            flags.append("--no-sandbox")  # Chromium refuses to start its sandbox as root (CI containers)
         try:
             self._process = subprocess.Popen(
                 [browser, *flags, "about:blank"],
