@@ -41,6 +41,24 @@ def summary_columns():
     return [c for mode in MODES for c in mode["summary"]]
 
 
+def result_files(paths):
+    """The results files that paths name: a file as given, a folder as its *.jsonl files in name order.
+    Raises ValueError naming a path that does not exist or a folder that holds no results file."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, n) for n in os.listdir(path)
+                           if n.endswith(".jsonl") and os.path.isfile(os.path.join(path, n)))
+            if not found:
+                raise ValueError(f"{path}: a folder with no .jsonl results file in it")
+            files += found
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise ValueError(f"{path}: no such results file or folder")
+    return files
+
+
 def read(paths):
     """Every complete JSON object in the files, in order; a torn last line is skipped, as the runner does."""
     rows = []
@@ -55,6 +73,47 @@ def read(paths):
                 except json.JSONDecodeError:
                     continue
     return rows
+
+
+def samples(row, path):
+    """The raw samples of the stats object at path, in the order measured, or None (per-token stats have
+    none, nor have results written before samples were kept)."""
+    values = metric(row, path, "samples")
+    return values if isinstance(values, list) and values else None
+
+
+# The x of the quality/latency figures: what one streamed token costs, the latency a streaming user sees.
+STREAMING_LATENCY = "step.per_token_us"
+
+
+def quality(row):
+    """The cell's quality results, {task: {"score", "score_name", "better", "baseline", ...}}, in task
+    order; tasks that wrote no numeric score are left out."""
+    node = metric(row, "quality")
+    if not isinstance(node, dict):
+        return {}
+    return {task: q for task, q in sorted(node.items()) if isinstance(q, dict)
+            and isinstance(q.get("score"), (int, float)) and not isinstance(q["score"], bool)}
+
+
+def quality_tasks(rows):
+    """Every task any row scored, in name order: {task: {"score_name", "better"}} from its first row."""
+    tasks = {}
+    for row in rows:
+        for task, q in quality(row).items():
+            tasks.setdefault(task, {"score_name": q.get("score_name", "score"), "better": q.get("better", "")})
+    return dict(sorted(tasks.items()))
+
+
+def commit(row):
+    """The commit the runner was built from (context.git_commit, "-dirty" when tracked files differed)."""
+    return row.get("context", {}).get("git_commit") or "unknown"
+
+
+def cell_identity(row):
+    """A cell's identity where hashes differ (a plugin gained a parameter): study, attention and axes."""
+    return (row.get("study", ""), row.get("attention", {}).get("name", ""),
+            tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in row.get("axes", {}).items())))
 
 
 def label(row):
@@ -86,6 +145,23 @@ def column_text(row, column):
     if not isinstance(value, (int, float)):
         return "-"
     return f"{value:.0f}" if column["format"] == "rate" else f"{value:.4g}"
+
+
+def summary_table(rows):
+    """The summary table as the runner prints it, plus state bytes and each quality task's score:
+    (header, one list of cell texts per row)."""
+    columns = summary_columns()
+    tasks = quality_tasks(rows)
+    header = ["cell", "status"] + [c["title"] for c in columns] + ["state bytes"] + \
+             [f"{t['score_name']} ({task})" for task, t in tasks.items()]
+    table = []
+    for row in rows:
+        state = metric(row, "state_bytes")
+        scores = quality(row)
+        table.append([label(row), str(row.get("status"))] + [column_text(row, c) for c in columns]
+                     + [str(state) if state is not None else "-"]
+                     + [f"{scores[task]['score']:.4g}" if task in scores else "-" for task in tasks])
+    return header, table
 
 
 RANK = {"ok": 2, "skipped": 1, "error": 0}
