@@ -15,6 +15,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <cmath>
 
 namespace {
@@ -39,6 +40,8 @@ const attnbench_param_spec_v1 kParams[] = {
 
 // Beyond a million nodes the input weights alone (N x E floats) outgrow any machine this runs on.
 constexpr double kMaxSize = 1 << 20;
+// Rows of the batched readout at once: (H, rows, N) floats, 16 MB at H = 4, N = 256.
+constexpr int64_t kReadoutRows = 4096;
 
 struct ReservoirState final : attnbench::State {
   at::Tensor x;  // (B, N) float32: the state stays in fp32 under AMP, so rounding does not accumulate
@@ -144,7 +147,15 @@ class ReservoirAttention final : public attnbench::Attention {
     // Everything but the recurrence is a GEMM over all tokens at once.
     at::Tensor pre = at::addmm(win_bias_, reservoir_input(flat), win_input_.t()).to(at::kFloat).view({length, batch, size_});
     at::Tensor states = recur(pre, s.x);  // (L, B, N) float32
-    return readout(flat, states.view({rows, size_})).view({length, batch, embed_dim_});
+    // In blocks of rows, so the (H, rows, N) attention weights stay bounded however long the sequence.
+    at::Tensor flat_states = states.view({rows, size_});
+    if (rows <= kReadoutRows) return readout(flat, flat_states).view({length, batch, embed_dim_});
+    at::Tensor out = at::empty({rows, embed_dim_}, flat.options());
+    for (int64_t start = 0; start < rows; start += kReadoutRows) {
+      const int64_t n = std::min(kReadoutRows, rows - start);
+      out.narrow(0, start, n).copy_(readout(flat.narrow(0, start, n), flat_states.narrow(0, start, n)));
+    }
+    return out.view({length, batch, embed_dim_});
   }
 
   at::Tensor step(const at::Tensor& u_t, attnbench::State& state) override {

@@ -168,7 +168,7 @@ TEST(ConfigErrors, OutOfRange) {
 
 TEST(ConfigErrors, MatrixProblems) {
   EXPECT_NE(error_of(std::string(kBase) + "matrix:\n  run.seed: []\n").find("axis 'run.seed' has no values"), std::string::npos);
-  EXPECT_NE(error_of(std::string(kBase) + "matrix:\n  seed: [1]\n").find("must be a dotted path under data, attention, run, measure or consistency"),
+  EXPECT_NE(error_of(std::string(kBase) + "matrix:\n  seed: [1]\n").find("must be a dotted path under data, attention, run, measure, consistency or quality"),
             std::string::npos);
   std::string e = error_of(std::string(kBase) + "matrix:\n  run.seed: [1]\n  exclude: [{run.sed: 1}]\n");
   EXPECT_NE(e.find("'run.sed' is not a matrix axis; axes: attention, run.seed"), std::string::npos) << e;

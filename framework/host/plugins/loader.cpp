@@ -85,6 +85,12 @@ std::string find_plugin_file(const std::string& name) {
 
 }  // namespace
 
+namespace {
+std::string with_article(const std::string& noun) {
+  return (std::string("aeiou").find(noun.front()) != std::string::npos ? "an " : "a ") + noun;
+}
+}  // namespace
+
 const char* kind_name(uint32_t kind) {
   switch (kind) {
     case ATTNBENCH_PLUGIN_ATTENTION: return "attention";
@@ -191,8 +197,8 @@ const Plugin& load_plugin(const std::string& spec, attnbench_plugin_kind kind) {
   }
   const Plugin& plugin = found->second;
   if (plugin.info->kind != static_cast<uint32_t>(kind)) {
-    throw PluginError(fmt::format("plugin '{}' is an {} plugin, but an {} plugin is needed here", plugin.name(),
-                                  kind_name(plugin.info->kind), kind_name(kind)));
+    throw PluginError(fmt::format("plugin '{}' is {} plugin, but {} plugin is needed here", plugin.name(),
+                                  with_article(kind_name(plugin.info->kind)), with_article(kind_name(kind))));
   }
   return plugin;
 }
@@ -426,6 +432,74 @@ at::Tensor EmbedderInstance::embed(int64_t samples, int64_t seq_len) {
     throw PluginError(fmt::format("embedder '{}' returned shape {}; expected ({}, {}, E)", plugin_.name(),
                                   out.defined() ? c10::str(out.sizes()) : "(undefined)", samples, seq_len));
   }
+  return out;
+}
+
+TaskInstance::TaskInstance(const Plugin& plugin, const CreateArgs& args)
+    : plugin_(plugin), handle_(create_handle<TaskHandle>(plugin, args)) {}
+
+TaskInstance::~TaskInstance() { handle_->destroy(); }
+
+void TaskInstance::fail(const char* call) const {
+  throw PluginError(fmt::format("task '{}' {}: {}", plugin_.name(), call, handle_->last_failure().message),
+                    handle_->last_failure().status);
+}
+
+TaskInfo TaskInstance::info() {
+  TaskInfo out;
+  if (!handle_->info(&out)) fail("info()");
+  return out;
+}
+
+TaskEpisode TaskInstance::make(int64_t embed_dim, const at::Tensor& corpus) {
+  TaskEpisode e;
+  if (!handle_->make(embed_dim, corpus, &e)) fail("make()");
+  auto bad = [&](const std::string& what) {
+    return PluginError(fmt::format("task '{}' make() returned {}", plugin_.name(), what));
+  };
+  if (!e.inputs.defined() || e.inputs.dim() != 3 || e.inputs.size(2) != embed_dim || e.inputs.scalar_type() != at::kFloat) {
+    throw bad(fmt::format("inputs of shape {}; expected (T, B, {}) float32",
+                          e.inputs.defined() ? c10::str(e.inputs.sizes()) : "(undefined)", embed_dim));
+  }
+  const int64_t t = e.inputs.size(0), b = e.inputs.size(1);
+  if (!e.targets.defined() || e.targets.dim() != 3 || e.targets.size(0) != t || e.targets.size(1) != b ||
+      e.targets.scalar_type() != at::kDouble) {
+    throw bad(fmt::format("targets of shape {}; expected ({}, {}, K) float64",
+                          e.targets.defined() ? c10::str(e.targets.sizes()) : "(undefined)", t, b));
+  }
+  if (!e.split.defined() || e.split.sizes() != at::IntArrayRef({t, b}) || e.split.scalar_type() != at::kChar) {
+    throw bad(fmt::format("a split of shape {}; expected ({}, {}) int8",
+                          e.split.defined() ? c10::str(e.split.sizes()) : "(undefined)", t, b));
+  }
+  for (Split needed : {Split::kTrain, Split::kValidation, Split::kTest}) {
+    if (!e.split.eq(static_cast<int8_t>(needed)).any().item<bool>()) {
+      throw bad("a split without train, validation or test rows; each needs at least one");
+    }
+  }
+  if (e.free_run > 0 && (!e.free_targets.defined() || e.free_targets.dim() != 3 || e.free_targets.size(0) != e.free_run ||
+                         e.free_targets.size(1) != b || e.free_targets.size(2) != e.targets.size(2))) {
+    throw bad(fmt::format("free_targets of shape {}; expected ({}, {}, {})",
+                          e.free_targets.defined() ? c10::str(e.free_targets.sizes()) : "(undefined)", e.free_run, b,
+                          e.targets.size(2)));
+  }
+  e.inputs = e.inputs.contiguous();
+  e.targets = e.targets.contiguous();
+  return e;
+}
+
+at::Tensor TaskInstance::feedback(const at::Tensor& predictions) {
+  at::Tensor out;
+  if (!handle_->feedback(predictions, &out)) fail("feedback()");
+  if (!out.defined() || out.dim() != 2 || out.size(0) != predictions.size(0)) {
+    throw PluginError(fmt::format("task '{}' feedback() returned shape {} for {} sequences", plugin_.name(),
+                                  out.defined() ? c10::str(out.sizes()) : "(undefined)", predictions.size(0)));
+  }
+  return out.to(at::kFloat);
+}
+
+TaskScores TaskInstance::score(const TaskEpisode& episode, const TaskPredictions& predictions) {
+  TaskScores out;
+  if (!handle_->score(episode, predictions, &out)) fail("score()");
   return out;
 }
 

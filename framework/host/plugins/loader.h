@@ -5,6 +5,7 @@
 
 #include <attnbench/attention.h>
 #include <attnbench/embedder.h>
+#include <attnbench/task.h>
 
 #include <memory>
 #include <stdexcept>
@@ -106,6 +107,27 @@ class EmbedderInstance {
  private:
   const Plugin& plugin_;
   EmbedderHandle* handle_ = nullptr;
+};
+
+// A task plugin's instance. make() checks the episode's shapes and dtypes, so a task with a bug is one
+// clear error rather than a crash in the readout.
+class TaskInstance {
+ public:
+  TaskInstance(const Plugin& plugin, const CreateArgs& args);
+  ~TaskInstance();
+  TaskInstance(const TaskInstance&) = delete;
+  TaskInstance& operator=(const TaskInstance&) = delete;
+
+  const Plugin& plugin() const { return plugin_; }
+  TaskInfo info();
+  TaskEpisode make(int64_t embed_dim, const at::Tensor& corpus);
+  at::Tensor feedback(const at::Tensor& predictions);  // (B, K) float64 -> (B, E) float32
+  TaskScores score(const TaskEpisode& episode, const TaskPredictions& predictions);
+
+ private:
+  [[noreturn]] void fail(const char* call) const;
+  const Plugin& plugin_;
+  TaskHandle* handle_ = nullptr;
 };
 
 }  // namespace attnbench

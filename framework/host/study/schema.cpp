@@ -139,11 +139,17 @@ bool register_study_keys(std::vector<StudyKey> keys) {
 }
 
 std::vector<std::string> study_sections() {
-  std::vector<std::string> out{"name", "description", "data", "attention"};
+  std::vector<std::string> out{"name", "description", "data", "attention", "run", "measure", "output"};
+  // Sections modes added, by name (their registration order is the linker's); the matrix closes the file.
+  std::vector<std::string> added;
   for (const StudyKey& k : registry()) {
-    if (std::find(out.begin(), out.end(), k.section()) == out.end()) out.push_back(k.section());
+    if (std::find(out.begin(), out.end(), k.section()) == out.end() &&
+        std::find(added.begin(), added.end(), k.section()) == added.end()) {
+      added.push_back(k.section());
+    }
   }
-  // The matrix closes the file, as in the examples.
+  std::sort(added.begin(), added.end());
+  out.insert(out.end(), added.begin(), added.end());
   out.push_back("matrix");
   return out;
 }

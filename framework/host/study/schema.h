@@ -44,6 +44,9 @@ struct StudyKey {
   double max = std::numeric_limits<double>::infinity();
   std::function<std::vector<std::string>()> choices;  // strings and lists of strings; unset: any text
   std::function<std::string(const SettingValue&)> check;        // a further check: "" or what is wrong
+  // For a list of plugin names: their kind; each one's parameters go under "<section>.params.<name>",
+  // checked and completed by the plugin like an attention entry's, in Cell::plugin_params[path].
+  attnbench_plugin_kind plugin_kind = static_cast<attnbench_plugin_kind>(0);
   std::function<void(Cell&, const SettingValue&)> to_cell;     // a typed field of Cell that mirrors it
   std::function<void(Study&, const SettingValue&)> to_study;
 

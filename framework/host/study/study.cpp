@@ -265,24 +265,32 @@ struct AttentionEntry {
   YAML::Node node;
 };
 
-// The names a section accepts: its schema keys, and "params" where a plugin's parameters go.
+// The names a section accepts: its schema keys, and "params" where plugins' parameters go.
 std::vector<std::string> section_keys(const std::string& section, Scope scope) {
   std::vector<std::string> out;
   if (section == "data") out = {"embedder", "params", "samples", "seq_len"};
   for (const StudyKey& k : study_keys()) {
-    if (k.section() == section && k.scope == scope && std::find(out.begin(), out.end(), k.name()) == out.end()) {
-      out.push_back(k.name());
+    if (k.section() != section || k.scope != scope) continue;
+    for (const std::string& name : {k.name(), std::string(k.plugin_kind != 0 ? "params" : "")}) {
+      if (!name.empty() && std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
     }
   }
   return out;
 }
 
 // Sections a matrix axis or include/exclude entry may point into: those whose values vary by cell.
+// The core's first, then the sections modes added, by name (their registration order is the linker's).
 std::vector<std::string> axis_roots() {
-  std::vector<std::string> out{"data", "attention"};
+  std::vector<std::string> out{"data", "attention", "run", "measure"};
+  std::vector<std::string> added;
   for (const StudyKey& k : study_keys()) {
-    if (k.scope == Scope::kCell && std::find(out.begin(), out.end(), k.section()) == out.end()) out.push_back(k.section());
+    if (k.scope == Scope::kCell && std::find(out.begin(), out.end(), k.section()) == out.end() &&
+        std::find(added.begin(), added.end(), k.section()) == added.end()) {
+      added.push_back(k.section());
+    }
   }
+  std::sort(added.begin(), added.end());
+  out.insert(out.end(), added.begin(), added.end());
   return out;
 }
 
@@ -300,10 +308,11 @@ bool hashed_here(const StudyKey& k, const SettingValue& value) {
   return value != Section::default_value(k);
 }
 
-// A plugin's own verdict on complete parameters, as a located ConfigError.
+// A plugin's own verdict on complete parameters, as a located ConfigError; `params_path` names the
+// parameters in the message ("attention[RA].params").
 int64_t validate_with_plugin(const LoadOptions& options, attnbench_plugin_kind kind, const std::string& plugin,
                              const Params& params, int64_t embed_dim, const Section& params_section,
-                             const YAML::Node& params_node, const std::string& what) {
+                             const YAML::Node& params_node, const std::string& params_path) {
   if (!options.validate) return 0;
   Failure failure;
   const int64_t out = options.validate(kind, plugin, params, embed_dim, failure);
@@ -311,10 +320,10 @@ int64_t validate_with_plugin(const LoadOptions& options, attnbench_plugin_kind k
   if (!failure.parameter.empty()) {
     const std::string& key = failure.parameter;
     YAML::Node at = params_section.get(key);
-    throw ConfigError(fmt::format("{}: {}.params.{}: {}", params_section.where(at ? at : params_node, key), what, key,
+    throw ConfigError(fmt::format("{}: {}.{}: {}", params_section.where(at ? at : params_node, key), params_path, key,
                                   failure.message));
   }
-  throw ConfigError(fmt::format("{}: {}: {}", params_section.where(params_node), what, failure.message));
+  throw ConfigError(fmt::format("{}: {}: {}", params_section.where(params_node), params_path, failure.message));
 }
 
 }  // namespace
@@ -656,9 +665,55 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
     // The plugins' own checks, which need the tokens' width: the embedder says it when it can.
     const int64_t embed_dim =
         validate_with_plugin(options, ATTNBENCH_PLUGIN_EMBEDDER, cell.embedder, cell.embedder_params, 0, data_params,
-                             data.get("params") ? data.get("params") : data.get("embedder"), "data");
+                             data.get("params") ? data.get("params") : data.get("embedder"), "data.params");
     validate_with_plugin(options, ATTNBENCH_PLUGIN_ATTENTION, plugin_name, cell.attention_params, embed_dim, att_params,
-                         att.get("params") ? att.get("params") : att.get("plugin"), entry_path);
+                         att.get("params") ? att.get("params") : att.get("plugin"), entry_path + ".params");
+
+    // Plugins a key names (quality tasks): each one's parameters, completed and checked by the plugin.
+    for (const StudyKey& k : study_keys()) {
+      if (k.plugin_kind == 0 || k.scope != Scope::kCell) continue;
+      const Section& section = sections.at(k.section());
+      const std::vector<std::string>& names = cell.settings.get_list(k.path);
+      const std::string params_path = k.section() + ".params";
+      YAML::Node params_node = section.get("params");
+      // Parameters for a plugin the list does not name are checked (a misspelt name is an error) but not
+      // used, so switching the list with --set keeps a study that configures every plugin valid.
+      std::vector<std::string> configured;
+      Section all_params(params_node, params_path, file, {}, &ov);
+      for (const std::string& name : all_params.override_keys()) configured.push_back(name);
+      if (params_node && params_node.IsMap()) {
+        for (const auto& kv : params_node) configured.push_back(kv.first.Scalar());
+      }
+      for (const std::string& name : configured) {
+        if (std::find(names.begin(), names.end(), name) != names.end() || !options.complete_params) continue;
+        YAML::Node node = params_node && params_node.IsMap() ? params_node[name] : YAML::Node(YAML::NodeType::Undefined);
+        Section one(node, params_path + "." + name, file, {}, &ov);
+        try {
+          options.complete_params(k.plugin_kind, name, read_params_map(one, node));
+        } catch (const std::exception& e) {
+          throw ConfigError(fmt::format("{}: {}.{}: {}", all_params.where(node ? node : params_node, name), params_path,
+                                        name, e.what()));
+        }
+      }
+      for (const std::string& name : names) {
+        const std::string path = params_path + "." + name;
+        YAML::Node node = params_node && params_node.IsMap() ? params_node[name] : YAML::Node(YAML::NodeType::Undefined);
+        Section one(node, path, file, {}, &ov);
+        const Params given = read_params_map(one, node);
+        Params complete = given;
+        if (options.complete_params) {
+          try {
+            complete = options.complete_params(k.plugin_kind, name, given);
+          } catch (const std::exception& e) {
+            throw ConfigError(fmt::format("{}: {}: {}", section.where(node ? node : section.get(k.name()), k.name()), path, e.what()));
+          }
+        }
+        validate_with_plugin(options, k.plugin_kind, name, complete, embed_dim, one, node ? node : section.get(k.name()), path);
+        cell.plugin_params[k.path][name] = complete;
+        resolved[k.section()]["params"][name] = params_to_json(complete);
+        if (!given.items().empty()) hashed[k.section()]["params"][name] = params_to_json(complete);
+      }
+    }
 
     if (cell.samples % cell.batch != 0) {
       run.fail(run.get("batch"), fmt::format("batch {} must divide data.samples {}", cell.batch, cell.samples), "batch");
