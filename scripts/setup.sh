@@ -2,6 +2,8 @@
 # Installs every Debian package attnbench needs, skipping what is already installed.
 # Used by the README's two commands and by CI; safe to run again. ATTNBENCH_NO_APT=1 skips it, for a
 # machine whose packages come another way (scripts/gpu_deps.sh, ATTNBENCH_PREFIX_PATH in build.sh).
+# --tests also installs what only the tests use (scripts/test.sh passes it); where those cannot be
+# installed, the tests that need them are skipped, and say so.
 set -euo pipefail
 if [[ "${ATTNBENCH_NO_APT:-0}" == 1 ]]; then exit 0; fi
 
@@ -13,15 +15,36 @@ packages=(
   clang-14 libclang-rt-14-dev python3-matplotlib
   chromium  # headless, for the HTML report's test (tests/scripts/test_report_page.py)
 )
+# tests/slurm: a one-node Slurm started by the test itself (no systemd needed), and strace to see which
+# files each array task writes.
+test_packages=(slurm-wlm munge strace)
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
+missing_of() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"
+  done
+}
+sudo_cmd=()
+if [[ $(id -u) != 0 ]]; then sudo_cmd=(sudo); fi
+updated=0
+install() {
+  if ((!updated)); then
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    updated=1
+  fi
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+mapfile -t missing < <(missing_of "${packages[@]}")
 if ((${#missing[@]})); then
-  sudo_cmd=()
-  if [[ $(id -u) != 0 ]]; then sudo_cmd=(sudo); fi
   echo "setup: installing ${missing[*]}"
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  install "${missing[@]}"
+fi
+if [[ ${1:-} == --tests ]]; then
+  mapfile -t missing < <(missing_of "${test_packages[@]}")
+  if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]} (for the tests)"
+    install "${missing[@]}" || echo "setup: warning: could not install ${missing[*]}; the tests that need them will be skipped"
+  fi
 fi

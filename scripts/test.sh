@@ -5,7 +5,7 @@
 # each fuzzer's number of inputs (default 2000, seed 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 scripts/build.sh -DATTNBENCH_TESTS=ON
 (cd build && ctest --output-on-failure --parallel "$(nproc)" --timeout 600)
 if [[ "${ATTNBENCH_QUICK:-0}" == 1 ]]; then exit 0; fi

@@ -34,8 +34,9 @@ options:
   --filter REGEX       run only the cells whose line in --dry-run matches REGEX (ECMAScript)
   --devices 0,1,...    run the cells over these CUDA devices in parallel, one runner process per device
                        (CUDA_VISIBLE_DEVICES), merged into the results file with every cell once
-  --shard I/N          run only shard I of N (cells I, I+N, I+2N, ... of the full study); the shards
-                       partition the study, for job arrays (scripts/slurm_sweep.sh)
+  --shard I/N          run only shard I of N (cells I, I+N, I+2N, ... of those --filter kept); the
+                       shards partition them, for job arrays (scripts/slurm_sweep.sh); with --devices,
+                       the shard's cells are shared over the devices
   --list-plugins       list the plugins found (ATTNBENCH_PLUGIN_PATH, build and install trees)
   -h, --help           this text
 
@@ -139,20 +140,21 @@ int main(int argc, char** argv) {
   bool dry_run = false;
   std::string results;
   std::string filter, shard, devices;
-  std::vector<std::string> child_args;  // the command line less --devices and --results, for --devices' children
+  // The command line for --devices' children, less the options the parent resolves for them.
+  std::vector<std::string> child_args;
+  const auto parent_only = [](const std::string& a) { return a == "--devices" || a == "--results" || a == "--shard"; };
   attnbench::RunOptions options;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg != "--devices" && arg != "--results" && (i == 1 || (std::string(argv[i - 1]) != "--devices" &&
-                                                               std::string(argv[i - 1]) != "--results"))) {
-      child_args.push_back(arg);
-    }
+    if (!parent_only(arg)) child_args.push_back(arg);
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) {
         std::cerr << "runner: " << arg << " needs a value\n" << kUsage;
         std::exit(2);
       }
-      return argv[++i];
+      std::string v = argv[++i];
+      if (!parent_only(arg)) child_args.push_back(v);  // the children need an option's value with it
+      return v;
     };
     if (arg == "-h" || arg == "--help") {
       std::cout << kUsage;
@@ -197,38 +199,33 @@ int main(int argc, char** argv) {
   try {
     attnbench::Study study = attnbench::load_study(study_path, attnbench::plugin_aware_options(overrides));
     if (!results.empty()) study.results_path = results;
-    if (!devices.empty()) {
-      if (!shard.empty()) {
-        std::cerr << "runner: --devices runs its own shards; drop --shard\n";
-        return 2;
-      }
-      std::vector<std::string> list;
-      std::stringstream ss(devices);
-      std::string item;
-      while (std::getline(ss, item, ',')) {
-        if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos) {
-          std::cerr << "runner: --devices " << devices << ": expected CUDA device ordinals, e.g. --devices 0,1,2,3\n";
-          return 2;
-        }
-        list.push_back(item);
-      }
-      if (!filter.empty()) attnbench::filter_cells(study, filter);
-      return attnbench::run_on_devices(study, list, child_args, options.force, std::cout);
-    }
+    // --filter first, then --shard shares what it kept, then --devices shares the shard.
+    if (!filter.empty()) attnbench::filter_cells(study, filter);
+    int64_t shard_index = 1, shard_count = 1;
     if (!shard.empty()) {
-      int64_t index = 0, count = 0;
       char slash = 0;
       std::istringstream in(shard);
-      if (!(in >> index >> slash >> count) || slash != '/' || !in.eof()) {
+      if (!(in >> shard_index >> slash >> shard_count) || slash != '/' || !in.eof()) {
         std::cerr << "runner: --shard " << shard << ": expected I/N, e.g. --shard 2/8\n";
         return 2;
       }
-      attnbench::shard_cells(study, index, count);
+      attnbench::shard_cells(study, shard_index, shard_count);
     }
-    if (!filter.empty()) attnbench::filter_cells(study, filter);
+    std::vector<std::string> device_list;
+    std::stringstream ss(devices);
+    for (std::string item; std::getline(ss, item, ',');) {
+      if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos) {
+        std::cerr << "runner: --devices " << devices << ": expected CUDA device ordinals, e.g. --devices 0,1,2,3\n";
+        return 2;
+      }
+      device_list.push_back(item);
+    }
     if (dry_run) {
       attnbench::print_cells(study, std::cout);
       return 0;
+    }
+    if (!device_list.empty()) {
+      return attnbench::run_on_devices(study, device_list, child_args, {shard_index, shard_count}, options.force, std::cout);
     }
     return attnbench::run_study(study, options, std::cout);
   } catch (const attnbench::ConfigError& e) {

@@ -35,12 +35,15 @@ std::vector<nlohmann::json> read_lines(const std::string& path) {
 }  // namespace
 
 int run_on_devices(const Study& study, const std::vector<std::string>& devices, const std::vector<std::string>& child_args,
-                   bool force, std::ostream& out) {
+                   ShardSpec outer, bool force, std::ostream& out) {
   const int64_t n = static_cast<int64_t>(devices.size());
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   std::vector<nlohmann::json> existing = read_lines(study.results_path);
-  std::map<std::string, size_t> shard_of;  // cell hash -> 0-based shard, as shard_cells assigns them
-  for (const Cell& cell : study.cells) shard_of[cell.hash] = cell.index % static_cast<size_t>(n);
+  // cell hash -> 0-based part: position modulo n, as the child's composed --shard selects it
+  std::map<std::string, int64_t> shard_of;
+  for (size_t position = 0; position < study.cells.size(); ++position) {
+    shard_of[study.cells[position].hash] = static_cast<int64_t>(position) % n;
+  }
 
   std::vector<pid_t> children;
   std::vector<std::string> shard_files;
@@ -52,12 +55,13 @@ int run_on_devices(const Study& study, const std::vector<std::string>& devices, 
       std::ofstream seed(shard_file, std::ios::trunc);
       for (const auto& line : existing) {
         auto it = shard_of.find(line["hash"]);
-        if (!force && it != shard_of.end() && static_cast<int64_t>(it->second) == k) seed << line.dump() << "\n";
+        if (!force && it != shard_of.end() && it->second == k) seed << line.dump() << "\n";
       }
     }
     std::vector<std::string> args{self};
     args.insert(args.end(), child_args.begin(), child_args.end());
-    for (const std::string& extra : {std::string("--shard"), fmt::format("{}/{}", k + 1, n), std::string("--results"), shard_file}) {
+    const std::string part = fmt::format("{}/{}", outer.index + outer.count * k, outer.count * n);
+    for (const std::string& extra : {std::string("--shard"), part, std::string("--results"), shard_file}) {
       args.push_back(extra);
     }
     std::vector<std::string> env{"CUDA_VISIBLE_DEVICES=" + devices[k]};
@@ -77,7 +81,7 @@ int run_on_devices(const Study& study, const std::vector<std::string>& devices, 
     int rc = posix_spawn(&pid, self.c_str(), &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     if (rc != 0) throw std::runtime_error(fmt::format("cannot start a runner for device {}: {}", devices[k], std::strerror(rc)));
-    fmt::print(out, "device {}: shard {}/{} started (log {})\n", devices[k], k + 1, n, log_file);
+    fmt::print(out, "device {}: shard {} started (log {})\n", devices[k], part, log_file);
     out.flush();
     children.push_back(pid);
     shard_files.push_back(shard_file);

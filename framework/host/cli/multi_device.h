@@ -10,11 +10,19 @@
 
 namespace attnbench {
 
-// `devices`: CUDA device ordinals ("0", "1", ...); child k runs `runner <child_args> --shard k+1/n
-// --results <results>.device<ordinal>.jsonl` with CUDA_VISIBLE_DEVICES=<ordinal>. Cells already in the
-// results file are handed to their shard so they are not rerun (unless `force`). Returns 0 when every
+// Which shard of the selected cells `study.cells` is (1 of 1: all of them).
+struct ShardSpec {
+  int64_t index = 1;
+  int64_t count = 1;
+};
+
+// `devices`: CUDA device ordinals ("0", "1", ...); `study.cells` is shard `outer` of the cells the
+// command line selected. Child k (0-based) runs `runner <child_args> --shard outer.index +
+// outer.count * k / outer.count * n --results <results>.device<ordinal>.jsonl` with
+// CUDA_VISIBLE_DEVICES=<ordinal>: the k-th of n round-robin parts of study.cells. Cells already in the
+// results file are handed to their part so they are not rerun (unless `force`). Returns 0 when every
 // child did, else the first non-zero exit status.
 int run_on_devices(const Study& study, const std::vector<std::string>& devices, const std::vector<std::string>& child_args,
-                   bool force, std::ostream& out);
+                   ShardSpec outer, bool force, std::ostream& out);
 
 }  // namespace attnbench

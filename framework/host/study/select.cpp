@@ -24,9 +24,11 @@ void shard_cells(Study& study, int64_t index, int64_t count) {
   if (count < 1 || index < 1 || index > count) {
     throw ConfigError(fmt::format("--shard {}/{}: expected i/n with 1 <= i <= n", index, count));
   }
+  // By position in the cells selected so far, not by index in the full study: after --filter, the
+  // shards still share the selected cells evenly and none is left empty while another has two.
   std::vector<Cell> kept;
-  for (Cell& cell : study.cells) {
-    if (static_cast<int64_t>(cell.index) % count == index - 1) kept.push_back(std::move(cell));
+  for (size_t position = 0; position < study.cells.size(); ++position) {
+    if (static_cast<int64_t>(position) % count == index - 1) kept.push_back(std::move(study.cells[position]));
   }
   study.cells = std::move(kept);
 }

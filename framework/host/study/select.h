@@ -16,9 +16,10 @@ std::string axes_text(const Cell& cell);
 // place in the full study. Throws ConfigError for a bad pattern or when nothing matches.
 void filter_cells(Study& study, const std::string& pattern);
 
-// Keeps shard `index` (1-based) of `count`: the cells whose position in the full expansion is
-// index - 1 modulo count, so the shards partition the study and do not depend on what ran before.
-// Throws ConfigError for an index outside 1..count.
+// Keeps shard `index` (1-based) of `count`: the cells whose position among study.cells (the full
+// expansion, or what --filter kept of it) is index - 1 modulo count, so the shards partition the
+// selected cells and do not depend on what ran before. Shards compose: shard k (1-based) of n of shard
+// i of N is shard i + N * (k - 1) of N * n. Throws ConfigError for an index outside 1..count.
 void shard_cells(Study& study, int64_t index, int64_t count);
 
 }  // namespace attnbench
