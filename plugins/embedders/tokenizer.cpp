@@ -142,7 +142,7 @@ std::vector<Piece> split_added(const std::string& text, bool at_start, const std
     if (token.single_word) {
       const std::vector<char32_t> before = unicode::decode(text.substr(0, begin)), after = unicode::decode(text.substr(end));
       if ((!before.empty() && is_word(before.back())) || (!after.empty() && is_word(after.front()))) {
-        ++at;
+        at = end;  // the library's matches do not overlap: the next one starts after this one
         continue;
       }
     }

@@ -7,6 +7,7 @@
 //    AutoModel's in fp32;
 //  - a checkpoint without tokenizer.json, read from its older files (vocab.txt, vocab.json and
 //    merges.txt), gives the same ids;
+//  - added tokens' single_word, lstrip, rstrip and normalized options give the library's ids;
 //  - the `hf` embedder runs a study with each family and reports its model_type and tokenizer;
 //  - an unsupported model_type, tokenizer part or missing tokenizer is an error naming it and the choices.
 #include "model.h"
@@ -131,6 +132,31 @@ TEST(HfLegacyFiles, GiveTheIdsOfTokenizerJson) {
     const auto all = texts();
     for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(t.encode(all[i]), expected_ids(f, i)) << family << " text " << i << ": " << all[i];
   }
+}
+
+// Added tokens' options, with the ids the tokenizers library (0.19.1) gives for this tokenizer.json.
+TEST(HfAddedTokens, SingleWordStripAndNormalizedAsTheLibrary) {
+  const std::string path = temp_path("added_tokens.json");
+  std::ofstream(path) << R"({"added_tokens": [
+    {"id": 12, "content": "<x>", "single_word": true, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+    {"id": 13, "content": "[R]", "single_word": false, "lstrip": false, "rstrip": true, "normalized": false, "special": true},
+    {"id": 14, "content": "[L]", "single_word": false, "lstrip": true, "rstrip": false, "normalized": false, "special": true},
+    {"id": 15, "content": "HeLLo", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false}],
+  "normalizer": {"type": "Lowercase"}, "pre_tokenizer": {"type": "BertPreTokenizer"},
+  "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+    {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+    "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [1], "tokens": ["[CLS]"]}, "[SEP]": {"id": "[SEP]", "ids": [2], "tokens": ["[SEP]"]}}},
+  "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100,
+    "vocab": {"[UNK]": 0, "[CLS]": 1, "[SEP]": 2, "a": 3, "b": 4, "##b": 5, "x": 6, "<": 7, ">": 8, "[": 9, "]": 10, "hello": 11}}})";
+  const Tokenizer t = Tokenizer::from_json_file(path);
+  EXPECT_EQ(t.encode("a<x>b"), (std::vector<int64_t>{1, 3, 7, 6, 8, 4, 2}));  // single_word: inside a word it is text
+  EXPECT_EQ(t.encode("a <x> b"), (std::vector<int64_t>{1, 3, 12, 4, 2}));
+  EXPECT_EQ(t.encode("a<x>"), (std::vector<int64_t>{1, 3, 7, 6, 8, 2}));
+  EXPECT_EQ(t.encode("<x><x> <x>"), (std::vector<int64_t>{1, 12, 12, 12, 2}));
+  EXPECT_EQ(t.encode("ab  [R]  b"), (std::vector<int64_t>{1, 3, 5, 13, 4, 2}));
+  EXPECT_EQ(t.encode("a  [L]  b"), (std::vector<int64_t>{1, 3, 14, 4, 2}));
+  EXPECT_EQ(t.encode("[R][L]"), (std::vector<int64_t>{1, 13, 14, 2}));
+  EXPECT_EQ(t.encode("HELLO hello"), (std::vector<int64_t>{1, 15, 15, 2}));  // matched after lower-casing
 }
 
 std::string tokenizer_error(const std::string& dir, const std::string& type = "bert") {
