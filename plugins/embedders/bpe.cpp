@@ -19,8 +19,6 @@ class Bpe final : public TokenModel {
       : vocab_(std::move(vocab)), options_(std::move(options)) {
     for (const auto& [token, id] : vocab_) {
       if (id < 0 || id > 0x7FFFFFFF) throw TokenizerError(where + ": token '" + token + "' has an id out of range");
-      if (static_cast<size_t>(id) >= tokens_.size()) tokens_.resize(static_cast<size_t>(id) + 1);
-      tokens_[static_cast<size_t>(id)] = token;
     }
     if (options_.unk_token && !vocab_.count(*options_.unk_token)) {
       throw TokenizerError(where + ": the unknown token '" + *options_.unk_token + "' is not in the vocabulary");
@@ -55,9 +53,6 @@ class Bpe final : public TokenModel {
   std::optional<int64_t> id(const std::string& token) const override {
     auto it = vocab_.find(token);
     return it == vocab_.end() ? std::nullopt : std::optional<int64_t>(it->second);
-  }
-  std::string token(int64_t id) const override {
-    return id >= 0 && static_cast<size_t>(id) < tokens_.size() ? tokens_[static_cast<size_t>(id)] : "";
   }
   int64_t size() const override { return static_cast<int64_t>(vocab_.size()); }
   const char* kind() const override { return "BPE"; }
@@ -145,7 +140,6 @@ class Bpe final : public TokenModel {
   }
 
   std::unordered_map<std::string, int64_t> vocab_;
-  std::vector<std::string> tokens_;
   std::unordered_map<uint64_t, std::pair<int64_t, int64_t>> merges_;  // (left, right) -> (rank, merged id)
   BpeOptions options_;
 };

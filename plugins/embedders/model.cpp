@@ -148,12 +148,20 @@ at::Tensor TextModel::activation(const at::Tensor& x) const {
   return 0.5 * x * (1.0 + at::tanh(c * (x + 0.044715 * at::pow(x, 3))));
 }
 
-void TextModel::check_length(int64_t length) const {
+void TextModel::check_input(const at::Tensor& ids) const {
+  TORCH_CHECK(ids.dim() == 2, "ids must be (S, L)");
+  const int64_t length = ids.size(1);
   // RoBERTa's positions start after the padding id, so it has that many fewer.
   const int64_t available = config_.family == Family::kRoberta ? config_.max_positions - config_.pad_token_id - 1 : config_.max_positions;
   if (length > available) {
     throw ModelError(config_.model_type + ": " + std::to_string(length) + " tokens exceed the model's " +
                      std::to_string(available) + " positions; lower data.seq_len");
+  }
+  if (ids.numel() == 0) return;
+  const int64_t low = ids.min().item<int64_t>(), high = ids.max().item<int64_t>();
+  if (low < 0 || high >= config_.vocab_size) {
+    throw ModelError(config_.model_type + ": token id " + std::to_string(low < 0 ? low : high) + " is outside the model's " +
+                     std::to_string(config_.vocab_size) + "-token vocabulary: the tokenizer files do not belong to this checkpoint");
   }
 }
 
@@ -205,9 +213,8 @@ BertModel::BertModel(const std::string& model_dir, c10::Device device, c10::Scal
 }
 
 at::Tensor BertModel::forward(const at::Tensor& ids) const {
-  TORCH_CHECK(ids.dim() == 2, "ids must be (S, L)");
+  check_input(ids);
   const int64_t s = ids.size(0), length = ids.size(1), h = config_.hidden_size, heads = config_.heads, dh = h / heads;
-  check_length(length);
   const std::vector<int64_t> ln_shape{h};
   at::Tensor ids_dev = ids.to(word_.device());
   at::Tensor x = at::embedding(word_, ids_dev);
@@ -265,9 +272,8 @@ Gpt2Model::Gpt2Model(const std::string& model_dir, c10::Device device, c10::Scal
 }
 
 at::Tensor Gpt2Model::forward(const at::Tensor& ids) const {
-  TORCH_CHECK(ids.dim() == 2, "ids must be (S, L)");
+  check_input(ids);
   const int64_t s = ids.size(0), length = ids.size(1), h = config_.hidden_size, heads = config_.heads, dh = h / heads;
-  check_length(length);
   const std::vector<int64_t> ln_shape{h};
   at::Tensor x = at::embedding(wte_, ids.to(wte_.device())) + wpe_.narrow(0, 0, length).unsqueeze(0);
   for (size_t i = 0; i < blocks_.size(); ++i) {

@@ -51,8 +51,9 @@ class TextModel {
  protected:
   explicit TextModel(ModelConfig config) : config_(std::move(config)) {}
   at::Tensor activation(const at::Tensor& x) const;
-  // Throws ModelError when `length` tokens need more positions than the model has.
-  void check_length(int64_t length) const;
+  // Throws ModelError when the sequences need more positions than the model has, or an id is outside
+  // its vocabulary (a tokenizer that does not belong to the checkpoint).
+  void check_input(const at::Tensor& ids) const;
 
   ModelConfig config_;
 };

@@ -215,29 +215,6 @@ std::vector<int64_t> Tokenizer::encode(const std::string& text, int64_t max_leng
   return ids;
 }
 
-std::vector<std::string> Tokenizer::tokens(const std::string& text) const {
-  std::vector<int64_t> ids;
-  content_ids(text, ids);
-  std::vector<std::string> out;
-  for (int64_t id : ids) {
-    std::string token = model_->token(id);
-    for (const AddedToken& t : added_) {
-      if (t.id == id) token = t.content;
-    }
-    out.push_back(token);
-  }
-  return out;
-}
-
-std::optional<int64_t> Tokenizer::id(const std::string& token) const {
-  for (const AddedToken& t : added_) {
-    if (t.content == token) return t.id;
-  }
-  return model_->id(token);
-}
-
-int64_t Tokenizer::size() const { return model_->size(); }
-
 namespace {
 
 // The ids a post-processor puts before and after a single text.

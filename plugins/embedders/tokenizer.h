@@ -40,7 +40,6 @@ class TokenModel {
   virtual ~TokenModel() = default;
   virtual void encode(const std::string& word, std::vector<int64_t>& ids) const = 0;
   virtual std::optional<int64_t> id(const std::string& token) const = 0;
-  virtual std::string token(int64_t id) const = 0;  // "" for an id out of range
   virtual int64_t size() const = 0;
   virtual const char* kind() const = 0;
 };
@@ -66,11 +65,6 @@ class Tokenizer {
   // The ids AutoTokenizer gives (special tokens included); when max_length > 0 the text's tokens are
   // cut so that the whole fits, as truncation=True does.
   std::vector<int64_t> encode(const std::string& text, int64_t max_length = 0) const;
-  // The tokens of `text` without the special tokens the post-processor adds.
-  std::vector<std::string> tokens(const std::string& text) const;
-
-  std::optional<int64_t> id(const std::string& token) const;
-  int64_t size() const;
   // What was read, e.g. "tokenizer.json (BPE)", for the results' details.
   const std::string& source() const { return source_; }
 

@@ -107,9 +107,6 @@ class Unigram final : public TokenModel {
     auto it = ids_.find(token);
     return it == ids_.end() ? std::nullopt : std::optional<int64_t>(it->second);
   }
-  std::string token(int64_t id) const override {
-    return id >= 0 && static_cast<size_t>(id) < pieces_.size() ? pieces_[static_cast<size_t>(id)].first : "";
-  }
   int64_t size() const override { return static_cast<int64_t>(pieces_.size()); }
   const char* kind() const override { return "Unigram"; }
 

@@ -16,11 +16,8 @@ class WordPiece final : public TokenModel {
     auto it = vocab_.find(unk);
     if (it == vocab_.end()) throw TokenizerError(where + ": the vocabulary has no " + unk + " token");
     unk_ = it->second;
-    tokens_.resize(vocab_.size());
     for (const auto& [token, id] : vocab_) {
       if (id < 0) throw TokenizerError(where + ": token '" + token + "' has a negative id");
-      if (static_cast<size_t>(id) >= tokens_.size()) tokens_.resize(static_cast<size_t>(id) + 1);
-      tokens_[static_cast<size_t>(id)] = token;
     }
   }
 
@@ -60,15 +57,11 @@ class WordPiece final : public TokenModel {
     auto it = vocab_.find(token);
     return it == vocab_.end() ? std::nullopt : std::optional<int64_t>(it->second);
   }
-  std::string token(int64_t id) const override {
-    return id >= 0 && static_cast<size_t>(id) < tokens_.size() ? tokens_[static_cast<size_t>(id)] : "";
-  }
   int64_t size() const override { return static_cast<int64_t>(vocab_.size()); }
   const char* kind() const override { return "WordPiece"; }
 
  private:
   std::unordered_map<std::string, int64_t> vocab_;
-  std::vector<std::string> tokens_;
   std::string prefix_;
   int64_t max_chars_;
   int64_t unk_ = 0;

@@ -192,6 +192,23 @@ TEST(HfErrors, UnsupportedPartsAndMissingFilesAreNamed) {
   EXPECT_NE(tokenizer_error(dir.string()).find("tokenizer.json: not a JSON object"), std::string::npos);
 }
 
+std::string forward_error(const std::string& family, const at::Tensor& ids) {
+  try {
+    load_model((kFixtures / family).string(), c10::kCPU, at::kFloat)->forward(ids);
+  } catch (const ModelError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(HfErrors, IdsOutsideTheVocabularyAndTooManyPositionsAreNamed) {
+  EXPECT_EQ(forward_error("gpt2", at::tensor(std::vector<int64_t>{5, 400}, at::kLong).view({1, 2})),
+            "gpt2: token id 400 is outside the model's 400-token vocabulary: the tokenizer files do not belong to this checkpoint");
+  EXPECT_EQ(forward_error("roberta", at::zeros({1, 65}, at::kLong)),  // 66 positions, the first two before the text
+            "roberta: 65 tokens exceed the model's 64 positions; lower data.seq_len");
+  EXPECT_EQ(forward_error("roberta", at::zeros({1, 64}, at::kLong)), "(no error)");
+}
+
 TEST(HfEmbedder, RunsAStudyWithEveryFamily) {
   const std::string cache = temp_path("hf_cache");
   fs::remove_all(cache);
