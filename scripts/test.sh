@@ -15,7 +15,7 @@ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_
   > build-fuzz.log 2>&1 || { cat build-fuzz.log; exit 1; }
 cmake --build build-fuzz --target fuzz_all --parallel "$(nproc)" >> build-fuzz.log 2>&1 || { tail -50 build-fuzz.log; exit 1; }
 export ASAN_OPTIONS=detect_leaks=0  # libtorch and the never-unloaded plugins hold memory until exit on purpose
-declare -A seeds=([study]="configs tests/output" [corpus]="data tests/tools" [safetensors]="" [tokenizer]="tests/tools")
+declare -A seeds=([study]="configs tests/output" [corpus]="data tests/fixtures/hf" [safetensors]="" [tokenizer]="tests/fixtures/hf")
 for target in study corpus safetensors tokenizer; do
   corpus=$(mktemp -d)
   for dir in ${seeds[$target]}; do cp "$dir"/* "$corpus"/ 2>/dev/null || true; done

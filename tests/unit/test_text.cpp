@@ -1,16 +1,17 @@
 // Asserts the text side of the embedders with fixtures the test writes itself:
 //  - each corpus reader (lines, paragraphs, JSONL, MediaWiki XML plain and .bz2) yields the documents,
 //    honours skip and min_chars, strips wikitext, and names the file and line of bad input;
-//  - the WordPiece tokenizer gives the expected ids on hard strings (case, accents, punctuation, CJK,
-//    long and unknown words, empty text, truncation), as Hugging Face's BertTokenizer does;
+//  - a vocab.txt WordPiece tokenizer gives the expected ids on hard strings (case, accents, punctuation,
+//    CJK, long and unknown words, empty text, special tokens in the text, truncation), as Hugging Face's
+//    BertTokenizerFast does (test_hf.cpp checks every family against transformers' own output);
 //  - a tiny BERT checkpoint loads and equals an independent computation with libtorch's
 //    TransformerEncoderLayer (BERT's layer is a post-norm GELU encoder layer), and broken checkpoints are
 //    clear errors.
-#include "bert.h"
 #include "corpus.h"
+#include "model.h"
 #include <attnbench/support/safetensors.h>
 #include "test_util.h"
-#include "wordpiece.h"
+#include "tokenizer.h"
 
 #include <bzlib.h>
 #include <gtest/gtest.h>
@@ -121,7 +122,7 @@ TEST(WordPiece, HardStringsGiveTheExpectedIds) {
   std::string vocab = write("vocab.txt",
                             "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\nquick\nbrown\nfox\n##es\nun\n##aff\n##able\n"
                             "cafe\n,\n.\n!\n\xe4\xb8\xad\n\xe5\x9b\xbd\nnaive\n$\n5\n##0\n");
-  WordPiece wp(vocab);
+  const Tokenizer wp = Tokenizer::from_vocab_txt(vocab);
   EXPECT_EQ(wp.encode("The Quick, brown FOXES!"), (std::vector<int64_t>{2, 5, 6, 14, 7, 8, 9, 16, 3}));
   EXPECT_EQ(wp.encode("Caf\xc3\xa9 na\xc3\xafve"), (std::vector<int64_t>{2, 13, 19, 3}));       // accents stripped
   EXPECT_EQ(wp.encode("\xe4\xb8\xad\xe5\x9b\xbd"), (std::vector<int64_t>{2, 17, 18, 3}));       // CJK split
@@ -132,8 +133,12 @@ TEST(WordPiece, HardStringsGiveTheExpectedIds) {
   EXPECT_EQ(wp.encode(""), (std::vector<int64_t>{2, 3}));                                       // empty
   EXPECT_EQ(wp.encode("  \t\n\x01 the\xc2\xa0quick "), (std::vector<int64_t>{2, 5, 6, 3}));    // control, NBSP
   EXPECT_EQ(wp.encode("the quick brown fox", 4), (std::vector<int64_t>{2, 5, 6, 3}));           // truncated
-  EXPECT_THROW(WordPiece(write("novocab.txt", "a\nb\n")), TokenizerError);
-  EXPECT_THROW(WordPiece(temp_path("missing_vocab.txt")), TokenizerError);
+  EXPECT_EQ(wp.encode("the [MASK] [CLS]x"), (std::vector<int64_t>{2, 5, 4, 2, 1, 3}));           // special tokens
+  EXPECT_EQ(wp.encode("the [mask]"), (std::vector<int64_t>{2, 5, 1, 1, 1, 3}));                  // only as written
+  EXPECT_THROW(Tokenizer::from_vocab_txt(write("novocab.txt", "a\nb\n")), TokenizerError);
+  EXPECT_THROW(Tokenizer::from_vocab_txt(temp_path("missing_vocab.txt")), TokenizerError);
+  const Tokenizer cased = Tokenizer::from_vocab_txt(vocab, /*lower_case=*/false);
+  EXPECT_EQ(cased.encode("the Quick caf\xc3\xa9"), (std::vector<int64_t>{2, 5, 1, 1, 3}));     // no folding
 }
 
 namespace {
@@ -226,8 +231,11 @@ TEST(Bert, TinyCheckpointEqualsAnIndependentEncoder) {
 
 TEST(Bert, BrokenCheckpointsAreClearErrors) {
   EXPECT_NE(model_error(temp_path("no_such_model")).find("config.json: cannot open"), std::string::npos);
+  std::string t5 = tiny_checkpoint("t5", R"({"model_type": "t5", "vocab_size": 30})");
+  EXPECT_NE(model_error(t5).find("model_type 't5' is not supported; supported: bert, distilbert, roberta, xlm-roberta, gpt2"),
+            std::string::npos);
   std::string gpt = tiny_checkpoint("gpt", R"({"model_type": "gpt2", "vocab_size": 30})");
-  EXPECT_NE(model_error(gpt).find("model_type 'gpt2' is not supported"), std::string::npos);
+  EXPECT_NE(model_error(gpt).find("config has no integer 'n_embd'"), std::string::npos);
   std::string swish = tiny_checkpoint("swish", R"({"model_type": "bert", "vocab_size": 30, "hidden_size": 16,
       "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 24, "hidden_act": "swish"})");
   EXPECT_NE(model_error(swish).find("hidden_act 'swish' is not supported"), std::string::npos);
