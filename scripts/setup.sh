@@ -11,6 +11,7 @@ packages=(
   libyaml-cpp-dev libfmt-dev libeigen3-dev libboost-dev libspectra-dev
   libgtest-dev nlohmann-json3-dev libbz2-dev libutf8proc-dev
   clang-14 libclang-rt-14-dev python3-matplotlib
+  python3-dev python3-torch pybind11-dev   # the python plugin: Debian's torch for Python is libtorch-dev's 1.13
 )
 
 missing=()
