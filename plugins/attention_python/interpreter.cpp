@@ -88,18 +88,23 @@ Interpreter::Interpreter() {
   // torch makes tensors while it imports: ordinary ones, whatever mode the first layer is created in.
   c10::InferenceMode not_inference(/*enabled=*/false);
   Gil gil;
-  calling("starting the bridge", [&] {
-    py::module_ bridge = py::module_::import("types").attr("ModuleType")("attnbench_python_bridge");
-    py::module_ builtins = py::module_::import("builtins");
-    builtins.attr("exec")(builtins.attr("compile")(kBridgeSource, "<attnbench python bridge>", "exec"), bridge.attr("__dict__"));
-    py::module_::import("sys").attr("modules")["attnbench_python_bridge"] = bridge;
-    bridge_ = bridge;
-    describe_function = py::object(bridge.attr("describe")).release().ptr();  // a reference kept for the process
-    python_version_ = bridge.attr("python_version")().cast<std::string>();
-  });
-  torch_version_ = calling("import torch (" ATTNBENCH_PYTHON_EXECUTABLE ")", [&] {
-    return bridge_.attr("import_torch")(host_libtorch()).cast<std::string>();
-  });
+  try {
+    calling("starting the bridge", [&] {
+      py::module_ bridge = py::module_::import("types").attr("ModuleType")("attnbench_python_bridge");
+      py::module_ builtins = py::module_::import("builtins");
+      builtins.attr("exec")(builtins.attr("compile")(kBridgeSource, "<attnbench python bridge>", "exec"), bridge.attr("__dict__"));
+      py::module_::import("sys").attr("modules")["attnbench_python_bridge"] = bridge;
+      bridge_ = bridge;
+      describe_function = py::object(bridge.attr("describe")).release().ptr();  // a reference kept for the process
+      python_version_ = bridge.attr("python_version")().cast<std::string>();
+    });
+    torch_version_ = calling("import torch (" ATTNBENCH_PYTHON_EXECUTABLE ")", [&] {
+      return bridge_.attr("import_torch")(host_libtorch()).cast<std::string>();
+    });
+  } catch (...) {
+    bridge_ = py::module_();  // released with the GIL held; the next layer created tries again
+    throw;
+  }
 }
 
 void throw_python_error(const std::string& what) {

@@ -29,7 +29,7 @@ class Gil {
 class Interpreter {
  public:
   // Starts Python (once; thread-safe), imports torch and the bridge, and returns the interpreter.
-  // Throws std::runtime_error saying why when that fails; the next call tries again.
+  // Throws an exception saying why when that fails (no Python, another torch); the next call tries again.
   static Interpreter& get();
 
   // The bridge module (bridge.py, compiled in). Call with a Gil held.
