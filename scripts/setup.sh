@@ -14,6 +14,7 @@ packages=(
   libgtest-dev nlohmann-json3-dev libbz2-dev libutf8proc-dev libonig-dev
   clang-14 libclang-rt-14-dev python3-matplotlib
   chromium  # headless, for the HTML report's test (tests/scripts/test_report_page.py)
+  python3-dev python3-torch pybind11-dev   # the python plugin: Debian's torch for Python is libtorch-dev's 1.13
 )
 # tests/slurm: a one-node Slurm started by the test itself (no systemd needed), and strace to see which
 # files each array task writes.

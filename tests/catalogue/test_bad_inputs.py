@@ -249,3 +249,100 @@ class Devices(unittest.TestCase):
             bad = subprocess.run([RUNNER, yaml, "--devices", "0,x"], capture_output=True, text=True, timeout=60)
             self.assertEqual(bad.returncode, 2)
             self.assertIn("expected CUDA device ordinals", bad.stderr)
+
+
+LAYERS = '''import torch
+
+
+class Good:
+    def __init__(self, embed_dim, device, dtype, seed, scale=1.0):
+        self.scale = scale
+
+    def init_state(self, batch):
+        return None
+
+    def forward(self, x, state):
+        return x * self.scale, state
+
+    def step(self, x_t, state):
+        return x_t * self.scale, state
+
+    def state_bytes(self, state):
+        return 0
+
+
+class Raises(Good):
+    def step(self, x_t, state):
+        return helper(x_t), state
+
+
+def helper(x_t):
+    raise ValueError("no step for you")
+
+
+class WrongReturn(Good):
+    def step(self, x_t, state):
+        return x_t
+
+
+class NoStep:
+    def __init__(self, embed_dim, device, dtype, seed):
+        pass
+
+    def init_state(self, batch):
+        return None
+
+    def forward(self, x, state):
+        return x, state
+
+    def state_bytes(self, state):
+        return 0
+'''
+
+
+class PythonLayers(unittest.TestCase):
+    """Python layers (the `python` plugin) that are broken in one way each: the cell ends with a message
+    naming the module, the class, the method and the line, the runner does not crash, and the next cell
+    (a good layer) runs."""
+    setUp, tearDown, path, file, runner, expect = (Catalogue.setUp, Catalogue.tearDown, Catalogue.path, Catalogue.file,
+                                                   Catalogue.runner, Catalogue.expect)
+
+    def layers(self):
+        if os.environ.get("ATTNBENCH_HAS_PYTHON") != "1":
+            self.skipTest("this build has no python plugin")
+        return self.file("layers.py", LAYERS)
+
+    def line(self, text):
+        return LAYERS.splitlines().index(text) + 1
+
+    def bad_then_good(self, module, cls, message):
+        good = self.path("layers.py")
+        attention = (f"[{{name: bad, plugin: python, params: {{module: {module}, class: {cls}}}}}, "
+                     f"{{name: good, plugin: python, params: {{module: {good}, class: Good, args: '{{scale: 2}}'}}}}]")
+        lines = self.expect(study(attention=attention), 1, message)
+        self.assertEqual([json.loads(l)["status"] for l in lines], ["error", "ok"])
+        return json.loads(lines[0])["message"]
+
+    def test_python_exception(self):
+        module = self.layers()
+        message = self.bad_then_good(module, "Raises", f"python: Raises.step ({module}:{self.line('class Raises(Good):') + 1}) "
+                                                       "raised ValueError: no step for you")
+        call, raise_ = "        return helper(x_t), state", '    raise ValueError("no step for you")'
+        self.assertIn(f'File "{module}", line {self.line(call)}, in step: {call.strip()}\n'
+                      f'  File "{module}", line {self.line(raise_)}, in helper: {raise_.strip()}', message)
+
+    def test_python_wrong_return_type(self):
+        module = self.layers()
+        self.bad_then_good(module, "WrongReturn", f"python: WrongReturn.step ({module}:{self.line('class WrongReturn(Good):') + 1}) "
+                                                  "returned Tensor; it must return a tuple (y, state) with y a torch.Tensor")
+
+    def test_python_missing_method(self):
+        module = self.layers()
+        self.bad_then_good(module, "NoStep", f"python: {module}:{self.line('class NoStep:')}: class NoStep has no method 'step'; "
+                                             "a layer defines init_state, forward, step, state_bytes")
+
+    def test_python_module_that_does_not_exist(self):
+        self.layers()
+        missing = self.path("nowhere.py")
+        self.bad_then_good(missing, "Layer", f"python: module '{missing}' does not exist (class Layer); module is a path "
+                                             "to a .py file, relative to the directory the runner was started in")
