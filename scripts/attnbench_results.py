@@ -31,6 +31,11 @@ def position_series():
     return [m["path"] for m in metrics(kind="list", unit="us")]
 
 
+def bandwidth_series():
+    """Paths of the per-position bandwidth lists (step.bandwidth_gbps): each beside a peak_gbps."""
+    return [m["path"] for m in metrics(kind="list", unit="GB/s")]
+
+
 def errors():
     """Paths of the error objects (consistency and closed-loop checks)."""
     return [m["path"] for m in metrics(kind="error")]

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Figures from attnbench results files, as PNG and SVG, with a markdown summary beside them:
   latency_by_position  per-token latency against token position, every streaming mode and cell
+  bandwidth            GB/s a streamed token achieves by position, beside the device's read rate
                        (a KV cache grows, a reservoir stays flat)
   timings              each timed mode's whole-sequence time by cell
   consistency          step vs forward, prefix vs step and closed-loop errors (relative RMS)
@@ -67,6 +68,27 @@ def latency_by_position(rows):
                 series.append((f"{ar.label(r)} ({path.split('.')[0]})", range(1, len(values) + 1), values, styles[i % 4]))
     return line_figure(series, "latency_by_position", "token position", "latency per token (µs, median over runs)",
                 "Streaming latency against position", yscale="log")
+
+
+def bandwidth(rows):
+    """What a streamed token achieves, in GB/s of the bytes the layer declares it moves, by position; dashed,
+    the rate the device reads a buffer of that size at: a roofline for a step bound by memory."""
+    series = [(r, path) for r in rows for path in ar.bandwidth_series() if ar.metric(r, path)]
+    if not series:
+        return []
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r, path in series:
+        values = ar.metric(r, path)
+        (line,) = ax.plot(range(1, len(values) + 1), values, label=f"{ar.label(r)} ({path.split('.')[0]})")
+        peak = ar.metric(r, path.rsplit(".", 1)[0] + ".peak_gbps")
+        if peak:
+            ax.axhline(peak, color=line.get_color(), linestyle="--", linewidth=0.8)
+    ax.set_xlabel("token position")
+    ax.set_ylabel("GB/s (dashed: the device reading a step's bytes)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Bandwidth a streamed token achieves")
+    ax.legend(fontsize="small")
+    return [("bandwidth", fig)]
 
 
 def timings(rows):
@@ -233,7 +255,7 @@ def axes(rows):
 
 
 # In the order the HTML page shows them (scripts/report_html.py).
-FIGURES = (latency_by_position, state_bytes, pareto, quality_curves, timings, consistency, axes)
+FIGURES = (latency_by_position, bandwidth, state_bytes, pareto, quality_curves, timings, consistency, axes)
 
 
 def figures(rows):

@@ -4,6 +4,7 @@
 
 #include "mha_cuda.h"
 #include <attnbench/support/checks.h>
+#include <attnbench/support/cpu_kernels.h>
 #include <attnbench/support/safetensors.h>
 #include <attnbench/support/torch_compat.h>
 
@@ -165,6 +166,16 @@ class MultiheadAttention final : public attnbench::Attention {
     if (max_len_ == 0 && (tokens > cache.k.size(1) || (empty && tokens != cache.k.size(1)))) resize(cache, tokens);
   }
 
+  // A step reads every weight, the token, and the cache's keys and values up to and including its own;
+  // it writes its key, its value and its output.
+  attnbench::StepTraffic step_traffic(const attnbench::State& state) const override {
+    const auto& cache = attnbench::state_cast<KvCache>(state);
+    const int64_t element = static_cast<int64_t>(c10::elementSize(dtype_)), batch = cache.k.size(0);
+    int64_t weights = 0;
+    for (const at::Tensor* t : {&in_proj_weight_, &in_proj_bias_, &out_proj_weight_, &out_proj_bias_}) weights += t->nbytes();
+    return {weights + batch * (1 + 2 * (cache.length + 1)) * embed_dim_ * element, batch * 3 * embed_dim_ * element};
+  }
+
   int64_t state_bytes(const attnbench::State& state) const override {
     const auto& cache = attnbench::state_cast<KvCache>(state);
     return 2 * cache.k.size(0) * cache.length * embed_dim_ * static_cast<int64_t>(cache.k.element_size());
@@ -183,25 +194,25 @@ class MultiheadAttention final : public attnbench::Attention {
     return cache.narrow(1, 0, length).view({cache.size(0), length, heads_, head_dim_}).transpose(1, 2);
   }
 
-  // One token of one sequence on the CPU in fp32: the projections write straight into the cache and
-  // preallocated buffers, and each head is a GEMV, a softmax and a GEMV. At E=768 a token reads 9.4 MB of
-  // weights (~125 us at this machine's cache bandwidth); the general path adds ~45 us of operator
-  // overhead on top, which this one does not.
+  // One token of one sequence on the CPU in fp32, in Eigen (support/cpu_kernels.h): the projections
+  // write straight into the cache and preallocated buffers, and each head is a GEMV, a softmax and a
+  // GEMV. At E=768 a token reads 9.4 MB of weights (~125 us at this machine's cache bandwidth); torch's
+  // operators added ~45 us on Debian's build and far more on a wheel's, which this path does not.
   at::Tensor step_one_cpu(const at::Tensor& x_t, attnbench::State& state) {
-    using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    using RowMajor = attnbench::cpu::RowMajorMatrix;
     using Strided = Eigen::Stride<Eigen::Dynamic, 1>;
     auto& cache = attnbench::state_cast<KvCache>(state);
     const int64_t e = embed_dim_, t = cache.length;
     ensure_capacity(cache, t + 1);
-    const at::Tensor x = x_t[0];
+    const at::Tensor x = x_t[0].contiguous();
     if (!query_.defined()) {
       query_ = at::empty({e});
       attended_ = at::empty({e});
     }
-    at::Tensor key = cache.k[0][t], value = cache.v[0][t];
-    at::addmv_out(query_, bias_parts_[0], weight_parts_[0], x);
-    at::addmv_out(key, bias_parts_[1], weight_parts_[1], x);
-    at::addmv_out(value, bias_parts_[2], weight_parts_[2], x);
+    const float* in = x.data_ptr<float>();
+    attnbench::cpu::gemv(query_.data_ptr<float>(), weight_parts_[0], in, bias_parts_[0]);
+    attnbench::cpu::gemv(cache.k.data_ptr<float>() + t * e, weight_parts_[1], in, bias_parts_[1]);
+    attnbench::cpu::gemv(cache.v.data_ptr<float>() + t * e, weight_parts_[2], in, bias_parts_[2]);
     cache.length = t + 1;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
     scores_.resize(cache.length);
@@ -216,7 +227,9 @@ class MultiheadAttention final : public attnbench::Attention {
       scores_ /= scores_.sum();
       Eigen::Map<Eigen::VectorXf>(attended_.data_ptr<float>() + h * head_dim_, head_dim_).noalias() = v.transpose() * scores_;
     }
-    return at::addmv(out_proj_bias_, out_proj_weight_, attended_).unsqueeze(0);
+    at::Tensor out = at::empty({1, e});
+    attnbench::cpu::gemv(out.data_ptr<float>(), out_proj_weight_, attended_.data_ptr<float>(), out_proj_bias_);
+    return out;
   }
 
   // Grows the cache by doubling (amortised O(1) per token) unless max_len fixes its capacity.

@@ -9,6 +9,7 @@
 
 #include "reservoir_cuda.h"
 #include <attnbench/support/checks.h>
+#include <attnbench/support/cpu_kernels.h>
 #include <attnbench/support/safetensors.h>
 #include "topology.h"
 
@@ -170,6 +171,19 @@ class ReservoirAttention final : public attnbench::Attention {
     return forward(u_t.unsqueeze(0), state).squeeze(0);
   }
 
+  // A step reads every weight (W as CSR: values, 64-bit indices and row offsets), the token and the state;
+  // it writes the state and its output. Nothing depends on how many tokens came before.
+  attnbench::StepTraffic step_traffic(const attnbench::State& state) const override {
+    const auto& s = attnbench::state_cast<ReservoirState>(state);
+    const int64_t element = static_cast<int64_t>(c10::elementSize(dtype_)), batch = s.x.size(0);
+    int64_t weights = w_.nonZeros() * (4 + 8) + (size_ + 1) * 8;
+    for (const at::Tensor* t : {&win_bias_, &win_input_, &input_proj_dev_, &query_proj_dev_, &ek_dev_, &ev_dev_}) {
+      if (t->defined()) weights += t->nbytes();
+    }
+    const int64_t state_bytes = s.x.nbytes();
+    return {weights + state_bytes + batch * embed_dim_ * element, state_bytes + batch * embed_dim_ * element};
+  }
+
   int64_t state_bytes(const attnbench::State& state) const override {
     const auto& s = attnbench::state_cast<ReservoirState>(state);
     return s.x.numel() * static_cast<int64_t>(s.x.element_size());
@@ -323,10 +337,11 @@ class ReservoirAttention final : public attnbench::Attention {
     return at::bmm(p, ev_heads_).transpose(0, 1).reshape({rows, embed_dim_});
   }
 
-  // One token of one sequence on the CPU in fp32 with no allocation but the output: the streamed token
-  // reads ~4.7 MB of weights at E=768, N=256, and torch's per-operator overhead would double its cost.
+  // One token of one sequence on the CPU in fp32, in Eigen (support/cpu_kernels.h), with no allocation
+  // but the output: the streamed token reads ~4.7 MB of weights at E=768, N=256, and torch's
+  // per-operator overhead (and whichever BLAS a build links) would double its cost.
   at::Tensor step_one_cpu(const at::Tensor& u_t, attnbench::State& state) {
-    using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    using RowMajor = attnbench::cpu::RowMajorMatrix;
     using Strided = Eigen::Stride<Eigen::Dynamic, 1>;
     auto& s = attnbench::state_cast<ReservoirState>(state);
     if (!pre_.defined()) {
@@ -335,16 +350,16 @@ class ReservoirAttention final : public attnbench::Attention {
       projected_ = at::empty({in_size_});
       recurrent_.resize(size_);
     }
-    const at::Tensor u = u_t[0];
-    at::Tensor input = u;
+    const at::Tensor u = u_t[0].contiguous();
+    const float* input = u.data_ptr<float>();
     if (input_proj_dev_.defined()) {
-      at::mv_out(projected_, input_proj_dev_, u);
-      input = projected_;
+      attnbench::cpu::gemv(projected_.data_ptr<float>(), input_proj_dev_, input);
+      input = projected_.data_ptr<float>();
     }
-    at::addmv_out(pre_, win_bias_, win_input_, input);
+    attnbench::cpu::gemv(pre_.data_ptr<float>(), win_input_, input, win_bias_);
     float* x = s.x.data_ptr<float>();
     advance_cpu(pre_.data_ptr<float>(), x);
-    at::mv_out(query_, query_proj_dev_, u);
+    attnbench::cpu::gemv(query_.data_ptr<float>(), query_proj_dev_, u.data_ptr<float>());
     at::Tensor out = at::empty({1, embed_dim_});
     Eigen::Map<const Eigen::VectorXf> xv(x, size_);
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));

@@ -20,7 +20,8 @@ def row(cell, hash_, status="ok", time_ms=1.0, axes=None):
     if status == "ok":
         r["metrics"] = {
             "full": {"time_ms": {"median": time_ms, "p10": time_ms * 0.9, "p90": time_ms * 1.1}, "tokens_per_s": 100.0 / time_ms},
-            "step": {"time_ms": {"median": 2 * time_ms}, "per_position_us": [10.0, 11.0, 12.0]},
+            "step": {"time_ms": {"median": 2 * time_ms}, "per_position_us": [10.0, 11.0, 12.0],
+                     "bandwidth_gbps": [50.0, 45.0, 41.0], "peak_gbps": 60.0},
             "consistency": {"step_vs_full": {"rel_rms": 1e-7, "max_abs": 1e-7},
                             "prefix_vs_step": {"rel_rms": 0.0, "max_abs": 0.0}},
             "rollout": {"step_vs_prefix": {"rel_rms": 2e-7, "max_abs": 1e-7, "seed_len": 2, "horizon": 3}},
@@ -74,7 +75,7 @@ class PlotTest(unittest.TestCase):
             write(results, [row(0, "h0"), row(1, "h1", time_ms=3.0), row(2, "h2")])
             run(os.path.join(SCRIPTS, "plot.py"), results, "--out", os.path.join(d, "fig"))
             files = set(os.listdir(os.path.join(d, "fig")))
-            for name in ("latency_by_position", "timings", "consistency", "state_bytes", "axis_run_seed"):
+            for name in ("latency_by_position", "bandwidth", "timings", "consistency", "state_bytes", "axis_run_seed"):
                 self.assertIn(name + ".png", files)
                 self.assertIn(name + ".svg", files)
             summary = open(os.path.join(d, "fig", "summary.md")).read()

@@ -5,7 +5,9 @@
 //  - prefix recompute past 1024 tokens checks 16 seeded positions, the first and last included, and
 //    the result names them; consistency.positions: -1 checks every one;
 //  - the accounting allocator counts what torch allocates on the CPU and refuses an allocation past
-//    run.max_memory with a one-line message; the cell fails, the next runs.
+//    run.max_memory with a one-line message; the cell fails, the next runs;
+//  - the bytes a step moves are what MHA and the reservoir declare (weights, cache up to the position,
+//    state), and a cell reports the bandwidth per position and the thread pools it set.
 #include "cli/run_study.h"
 #include "conformance/helpers.h"
 #include "measure/device.h"
@@ -133,4 +135,49 @@ TEST(Memory, ACellPastMaxMemoryFailsAloneAndTheNextRuns) {
       << message;
   EXPECT_EQ(message.find('\n'), std::string::npos) << message;
   EXPECT_EQ(lines[1]["status"], "ok");
+}
+
+TEST(Memory, StepTrafficIsTheBytesAStepMoves) {
+  const int64_t e = 32, length = 8;
+  attnbench::MeasureSettings once;
+  once.warmup = 0;
+  once.min_runs = 1;
+  once.min_time_ms = 0;
+  attnbench::Params mha;
+  mha.set("heads", int64_t{4});
+  auto layer = attnbench::testing::make_layer("mha", mha, e);
+  attnbench::Measurer measurer(*layer, {at::randn({length, 1, e})}, once, c10::kCPU);
+  measurer.time_steps();
+  const int64_t weights = (4 * e * e + 4 * e) * 4;
+  ASSERT_EQ(measurer.step_traffic().size(), static_cast<size_t>(length));
+  for (int64_t t = 0; t < length; ++t) {
+    // reads: weights, the token, keys and values 0..t; writes: key, value, output
+    EXPECT_EQ(measurer.step_traffic()[t], weights + (1 + 2 * (t + 1)) * e * 4 + 3 * e * 4) << t;
+  }
+  attnbench::Params ra;
+  ra.set("heads", int64_t{4});
+  ra.set("res_size", int64_t{64});
+  auto reservoir = attnbench::testing::make_layer("reservoir", ra, e);
+  const int64_t nnz = std::get<int64_t>(reservoir->info().details.items().at("nnz"));
+  attnbench::Measurer streamed(*reservoir, {at::randn({length, 1, e})}, once, c10::kCPU);
+  streamed.time_steps();
+  // Win and its bias, Wq, Ek, Ev, W in CSR; the state read and written; the token and the output.
+  const int64_t ra_weights = (64 * e + 64 + e * e + 2 * 64 * e) * 4 + nnz * 12 + 65 * 8;
+  for (int64_t bytes : streamed.step_traffic()) EXPECT_EQ(bytes, ra_weights + 2 * 64 * 4 + 2 * e * 4);
+}
+
+TEST(Memory, ACellReportsBandwidthByPositionAndItsThreads) {
+  const nlohmann::json line =
+      run_one("name: m\ndata: {embedder: synthetic, params: {embed_dim: 32}, seq_len: 16}\n"
+              "attention: [{name: m, plugin: mha, params: {heads: 4}}]\nrun: {modes: [step], threads: 2}\n"
+              "measure: {warmup: 0, min_runs: 1, min_time_ms: 0}\n",
+              "bandwidth")
+          .at(0);
+  const nlohmann::json& step = line["metrics"]["step"];
+  EXPECT_EQ(step["bandwidth_gbps"].size(), 16u);
+  EXPECT_GT(step["peak_gbps"].get<double>(), 0);
+  EXPECT_EQ(step["traffic_bytes"]["first"], (4 * 32 * 32 + 4 * 32) * 4 + 3 * 32 * 4 + 3 * 32 * 4);
+  EXPECT_EQ(line["threads"]["requested"], 2);
+  EXPECT_EQ(line["threads"]["blas"], 2);
+  if (line["threads"]["blas_library"] == "openblas") EXPECT_EQ(line["threads"]["torch_intra_op"], 1);
 }

@@ -138,7 +138,9 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
     try {
       if (device.is_cuda() && !cuda_available()) throw SkipCell{cuda_unavailable_reason()};
       c10::InferenceMode inference;
-      set_threads(static_cast<int>(cell.threads));
+      const ThreadSettings threads = set_threads(static_cast<int>(cell.threads));
+      line["threads"] = {{"requested", threads.requested}, {"torch_intra_op", threads.torch_intra_op},
+                         {"blas", threads.blas}, {"blas_library", threads.blas_library}};
       reset_peak_memory(device);
       set_cpu_memory_limit(memory_limit(cell));
       const c10::ScalarType dtype = compute_dtype(cell);

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <map>
 #include <fstream>
 #include <string>
 
@@ -57,11 +59,24 @@ std::unique_ptr<Timer> make_timer(c10::Device device) {
   return std::make_unique<CpuTimer>();
 }
 
-void set_threads(int threads) {
-  at::set_num_threads(threads);
+ThreadSettings set_threads(int threads) {
   using SetThreads = void (*)(int);
   static auto openblas_set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  if (openblas_set != nullptr) openblas_set(threads);
+  ThreadSettings out;
+  out.requested = threads;
+  if (openblas_set != nullptr) {
+    at::set_num_threads(1);
+    openblas_set(threads);
+    out.torch_intra_op = 1;
+    out.blas = threads;
+    out.blas_library = "openblas";
+  } else {
+    at::set_num_threads(threads);
+    out.torch_intra_op = threads;
+    out.blas = threads;
+    out.blas_library = at::hasMKL() ? "mkl" : "unknown";
+  }
+  return out;
 }
 
 bool cuda_available() { return at::hasCUDA() && cuda_unavailable_reason().empty(); }
@@ -136,6 +151,39 @@ void release_cached_memory(c10::Device device) {
   if (device.is_cuda()) cuda_detail::empty_cache();
 #endif
   (void)device;
+}
+
+double read_bandwidth_gbps(c10::Device device, int64_t bytes) {
+  const int64_t megabyte = int64_t{1} << 20;
+  const int64_t size = std::max<int64_t>(1, (bytes + megabyte - 1) / megabyte) * megabyte;
+  static std::map<std::pair<std::string, int64_t>, double> measured;
+  const auto key = std::make_pair(device.str(), size);
+  if (auto it = measured.find(key); it != measured.end()) return it->second;
+  const at::Tensor buffer = at::ones({size / static_cast<int64_t>(sizeof(float))}, at::TensorOptions().device(device));
+  auto timer = make_timer(device);
+  double best_ms = INFINITY;
+  volatile uint64_t sink = 0;  // the reads must happen
+  for (int round = 0; round < 20; ++round) {
+    timer->mark();
+    if (device.is_cpu()) {
+      const auto* words = static_cast<const uint64_t*>(buffer.data_ptr());
+      const int64_t n = size / 8;
+      uint64_t a = 0, b = 0, c = 0, d = 0;  // four chains, so the loop is not one dependent sequence
+      for (int64_t i = 0; i < n; i += 4) {
+        a |= words[i];
+        b |= words[i + 1];
+        c |= words[i + 2];
+        d |= words[i + 3];
+      }
+      sink = sink | a | b | c | d;
+    } else {
+      at::Tensor total = buffer.sum();
+    }
+    timer->mark();
+    const double ms = timer->elapsed_ms().at(0);
+    if (round >= 2) best_ms = std::min(best_ms, ms);  // the first passes bring the buffer into cache
+  }
+  return measured[key] = static_cast<double>(size) / (best_ms * 1e6);
 }
 
 std::vector<GpuFacts> gpu_facts() {

@@ -22,9 +22,21 @@ class Timer {
 
 std::unique_ptr<Timer> make_timer(c10::Device device);
 
-// Sets torch's intra-op threads and, when torch runs on OpenBLAS, OpenBLAS's own pool, which
-// at::set_num_threads leaves alone in Debian's build (1 thread would otherwise use every core).
-void set_threads(int threads);
+// What run.threads set: torch's intra-op pool and the BLAS library's, and which library that is.
+struct ThreadSettings {
+  int requested = 1;
+  int torch_intra_op = 1;
+  int blas = 1;
+  std::string blas_library;  // "openblas", "mkl" or "unknown"
+};
+
+// Gives the cell `threads` cores without two thread pools fighting over them. Where torch runs on
+// OpenBLAS (Debian's build), OpenBLAS keeps its own pthreads, which at::set_num_threads leaves alone:
+// with torch's OpenMP pool and OpenBLAS's both at N on N cores, each spins while the other works (on
+// the 2-core development machine, MHA's forward took 3-10x longer at 2 + 2 than at 1 + 1). These layers'
+// work is GEMMs, so there torch keeps one thread and OpenBLAS gets N. Where torch runs on MKL (pip
+// wheels), MKL shares torch's OpenMP pool, and at::set_num_threads(N) sets both.
+ThreadSettings set_threads(int threads);
 
 bool cuda_available();
 std::string cuda_unavailable_reason();  // why a cuda cell cannot run here
@@ -52,6 +64,12 @@ int64_t cpu_memory_limit();
 // Physical memory of this machine (or of its cgroup, when that is less), and this process's RSS now.
 int64_t physical_memory_bytes();
 int64_t current_rss_bytes();
+
+// The rate at which `device` reads a buffer of `bytes` (rounded up to whole megabytes), in GB/s: the
+// best of repeated passes, so a buffer that fits in cache reads at the cache's rate, as a step's weights
+// do. On the CPU one thread ORs the buffer's 64-bit words (a loop the compiler vectorises: what one
+// core reads); on CUDA, torch's sum over it. Measured once per size and device per process.
+double read_bandwidth_gbps(c10::Device device, int64_t bytes);
 
 // Facts for the results' context block: GPU name, driver and CUDA versions; empty on CPU builds.
 struct GpuFacts {

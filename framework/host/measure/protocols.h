@@ -52,6 +52,10 @@ class Measurer {
   // (L, B, E), a step's (B, E)): the layer's working memory in that mode, its state included.
   int64_t peak_bytes() const { return peak_bytes_; }
 
+  // Of the last time_steps(): the bytes each step read and wrote, by position, as the layer declares them
+  // (AttentionLayer::step_traffic); empty when it declares nothing.
+  const std::vector<int64_t>& step_traffic() const { return traffic_; }
+
  private:
   // Calls run(x, timer) after warm-up until min runs and min time are met; returns each run's marks.
   // The first run is also the memory probe; `output_bytes` is what peak_bytes() leaves out.
@@ -64,6 +68,7 @@ class Measurer {
   MeasureSettings settings_;
   c10::Device device_;
   int64_t peak_bytes_ = 0;
+  std::vector<int64_t> traffic_;
 };
 
 }  // namespace attnbench

@@ -1,10 +1,13 @@
 // Modes `step` and `prefix`: the two ways to stream a sequence, token by token. step() carries the
 // state (a KV cache, a reservoir); prefix recompute runs forward() over x[0..t] from a fresh state for
 // every t, as a layer without a streaming form would have to.
+#include "measure/device.h"
 #include "measure/mode.h"
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
+
+#include <algorithm>
 
 namespace attnbench {
 namespace {
@@ -44,9 +47,41 @@ Mode step_mode() {
   m.metrics = stream_metrics("step", "L calls of step, one token each",
                              "tensor memory the layer held at its peak while streaming L tokens, beyond the inputs "
                              "and one step's output: its state (a KV cache grows with L, a reservoir does not)");
+  m.metrics.push_back({"step.bandwidth_gbps", "list", "GB/s", "higher",
+                       "L values: the bytes the layer declares a step at that position reads and writes, over its "
+                       "median latency (layers that declare nothing: absent)"});
+  m.metrics.push_back({"step.peak_gbps", "number", "GB/s", "",
+                       "the rate this device reads a buffer of a step's size (a sum over it, best of 18 runs); "
+                       "bandwidth_gbps / peak_gbps is the fraction of peak a step reaches"});
+  m.metrics.push_back({"step.traffic_bytes", "object", "bytes", "",
+                       "`{first, last}`: the bytes read and written by the first and the last step"});
   m.summary = {{"step (all)", "step.time_ms", "ms"}};
-  m.run = [](CellContext& c) { return nlohmann::json{{"step", stream_json(c.measurer().time_steps(), c)}}; };
-  m.print = [](const nlohmann::json& metrics, std::ostream& out) { print_stream("step", metrics, out); };
+  m.run = [](CellContext& c) {
+    const StreamTiming timing = c.measurer().time_steps();
+    nlohmann::json out = stream_json(timing, c);
+    const std::vector<int64_t>& traffic = c.measurer().step_traffic();
+    if (!traffic.empty() && traffic.size() == timing.per_position_us.size()) {
+      std::vector<double> gbps;
+      for (size_t t = 0; t < traffic.size(); ++t) {
+        gbps.push_back(timing.per_position_us[t] > 0 ? static_cast<double>(traffic[t]) / (timing.per_position_us[t] * 1e3) : 0.0);
+      }
+      out["bandwidth_gbps"] = gbps;
+      out["peak_gbps"] = read_bandwidth_gbps(c.device, traffic[traffic.size() / 2]);
+      out["traffic_bytes"] = {{"first", traffic.front()}, {"last", traffic.back()}};
+    }
+    return nlohmann::json{{"step", out}};
+  };
+  m.print = [](const nlohmann::json& metrics, std::ostream& out) {
+    print_stream("step", metrics, out);
+    const nlohmann::json& s = metrics["step"];
+    if (!s.contains("bandwidth_gbps")) return;
+    std::vector<double> gbps = s["bandwidth_gbps"];
+    std::nth_element(gbps.begin(), gbps.begin() + static_cast<long>(gbps.size() / 2), gbps.end());
+    const double median = gbps[gbps.size() / 2], peak = s["peak_gbps"];
+    fmt::print(out, "                    {} a token, {:.1f} GB/s at the median position, {:.0f}% of the {:.1f} GB/s "
+                    "this device reads it at\n",
+               bytes_text(s["traffic_bytes"]["last"].get<int64_t>()), median, 100 * median / peak, peak);
+  };
   return m;
 }
 
