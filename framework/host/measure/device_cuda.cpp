@@ -50,18 +50,27 @@ class CudaTimer final : public Timer {
 
 std::unique_ptr<Timer> make_timer() { return std::make_unique<CudaTimer>(); }
 
+// The caching allocator rejects stats calls for a device it has not allocated on yet ("invalid device
+// argument"): allocate once on it first.
+auto stats_of(int index) {
+  static std::vector<bool> touched;
+  if (static_cast<int>(touched.size()) <= index) touched.resize(static_cast<size_t>(index) + 1, false);
+  if (!touched[static_cast<size_t>(index)]) {
+    at::empty({1}, at::TensorOptions().device(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index))));
+    touched[static_cast<size_t>(index)] = true;
+  }
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+}
+
 void reset_peak(int index) {
-  // The caching allocator rejects stats calls for a device it has not allocated on yet.
-  at::empty({1}, at::TensorOptions().device(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index))));
+  stats_of(index);
   c10::cuda::CUDACachingAllocator::resetPeakStats(index);
 }
 
-int64_t allocated(int index) {
-  return c10::cuda::CUDACachingAllocator::getDeviceStats(index).allocated_bytes[0].current;
-}
+int64_t allocated(int index) { return stats_of(index).allocated_bytes[0].current; }
 
 int64_t peak_allocated(int index) {
-  auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+  auto stats = stats_of(index);
   // Index 0 is StatType::AGGREGATE; the enum moved namespaces across torch 2.x releases, the layout did not.
   return stats.allocated_bytes[0].peak;
 }
