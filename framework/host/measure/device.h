@@ -68,7 +68,8 @@ int64_t current_rss_bytes();
 // The rate at which `device` reads a buffer of `bytes` (rounded up to whole megabytes), in GB/s: the
 // best of repeated passes, so a buffer that fits in cache reads at the cache's rate, as a step's weights
 // do. On the CPU one thread ORs the buffer's 64-bit words (a loop the compiler vectorises: what one
-// core reads); on CUDA, torch's sum over it. Measured once per size and device per process.
+// core reads); on CUDA, torch's sum over it, repeated within one kernel to a gigabyte (one pass of a few
+// megabytes would time the launch). Measured once per size and device per process.
 double read_bandwidth_gbps(c10::Device device, int64_t bytes);
 
 // Facts for the results' context block: GPU name, driver and CUDA versions; empty on CPU builds.

@@ -51,8 +51,9 @@ Mode step_mode() {
                        "L values: the bytes the layer declares a step at that position reads and writes, over its "
                        "median latency (layers that declare nothing: absent)"});
   m.metrics.push_back({"step.peak_gbps", "number", "GB/s", "",
-                       "the rate this device reads a buffer of a step's size (a sum over it, best of 18 runs); "
-                       "bandwidth_gbps / peak_gbps is the fraction of peak a step reaches"});
+                       "the rate this device reads a buffer of a step's size (CPU: one core, best of 18 passes; CUDA: "
+                       "one kernel reading it to a gigabyte); bandwidth_gbps / peak_gbps is the fraction of peak a "
+                       "step reaches"});
   m.metrics.push_back({"step.traffic_bytes", "object", "bytes", "",
                        "`{first, last}`: the bytes read and written by the first and the last step"});
   m.summary = {{"step (all)", "step.time_ms", "ms"}};
