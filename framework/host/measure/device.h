@@ -74,7 +74,7 @@ double read_bandwidth_gbps(c10::Device device, int64_t bytes);
 
 // Facts for the results' context block: GPU name, driver and CUDA versions; empty on CPU builds.
 struct GpuFacts {
-  std::string name, driver, cuda_runtime;
+  std::string name, driver, cuda_runtime, compute_capability;
   int64_t memory_bytes = 0;
 };
 std::vector<GpuFacts> gpu_facts();

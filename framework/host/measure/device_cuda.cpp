@@ -92,6 +92,7 @@ std::vector<GpuFacts> facts() {
     f.driver = std::to_string(driver / 1000) + "." + std::to_string(driver % 1000 / 10);
     f.cuda_runtime = std::to_string(runtime / 1000) + "." + std::to_string(runtime % 1000 / 10);
     f.memory_bytes = static_cast<int64_t>(prop.totalGlobalMem);
+    f.compute_capability = std::to_string(prop.major) + "." + std::to_string(prop.minor);
     out.push_back(f);
   }
   return out;

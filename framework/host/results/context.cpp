@@ -57,7 +57,8 @@ nlohmann::json make_context() {
   gethostname(host, sizeof(host) - 1);
   nlohmann::json gpus = nlohmann::json::array();
   for (const GpuFacts& g : gpu_facts()) {
-    gpus.push_back({{"name", g.name}, {"driver", g.driver}, {"cuda_runtime", g.cuda_runtime}, {"memory_bytes", g.memory_bytes}});
+    gpus.push_back({{"name", g.name}, {"driver", g.driver}, {"cuda_runtime", g.cuda_runtime}, {"memory_bytes", g.memory_bytes},
+                    {"compute_capability", g.compute_capability}});
   }
   nlohmann::json context = {
       {"host", host},
