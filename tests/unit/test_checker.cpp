@@ -26,7 +26,9 @@
 
 namespace {
 
-std::string fixture(const std::string& name) { return std::string(ATTNBENCH_FIXTURE_DIR) + "/attnbench_" + name + ".so"; }
+std::string fixture(const std::string& name) {
+  return std::string(ATTNBENCH_FIXTURE_DIR) + "/attnbench_" + name + ".so";
+}
 
 struct Report {
   int failures;
@@ -59,17 +61,20 @@ TEST(Isolate, AChildsPayloadSignalExitExceptionAndTimeoutAreToldApart) {
 
   attnbench::ChildOutcome exited = attnbench::run_in_child([]() -> std::string { std::_Exit(3); });
   EXPECT_EQ(exited.exit_status, 3);
-  EXPECT_EQ(exited.failure(), "exited with status 3 before reporting (a sanitizer's report or an exit() in the plugin?)");
+  EXPECT_EQ(exited.failure(),
+            "exited with status 3 before reporting (a sanitizer's report or an exit() in the plugin?)");
 
   attnbench::ChildOutcome threw = attnbench::run_in_child([]() -> std::string { throw std::runtime_error("no luck"); });
   EXPECT_FALSE(threw.finished);
   EXPECT_EQ(threw.failure(), "no luck");
 
-  attnbench::ChildOutcome slow = attnbench::run_in_child([]() -> std::string {
-    attnbench::set_activity("sleeping");
-    std::this_thread::sleep_for(std::chrono::seconds(30));
-    return "late";
-  }, 0.2);
+  attnbench::ChildOutcome slow = attnbench::run_in_child(
+      []() -> std::string {
+        attnbench::set_activity("sleeping");
+        std::this_thread::sleep_for(std::chrono::seconds(30));
+        return "late";
+      },
+      0.2);
   EXPECT_TRUE(slow.timed_out);
   EXPECT_EQ(slow.failure(), "did not finish in 0.2 s in sleeping");
 }
@@ -103,8 +108,9 @@ TEST(Checker, ACorrectWindowedLayerPassesAtEveryWindow) {
 TEST(Checker, TheHeaderGivesTheSizes) {
   Report r = check(fixture("fixture"));
   EXPECT_TRUE(r.has("embed_dim 32, batch 3, device cpu, float32, seed 0, tolerance 1.0e-05")) << r.text;
-  EXPECT_TRUE(r.has("\nsequence lengths: 1 2 3 5 9 17 33 65 129 257 513 1025 1088 2049 (1, one past each power of two, the "
-                    "longest, one drawn with the seed; --seq-len N sets the longest)\n"))
+  EXPECT_TRUE(
+      r.has("\nsequence lengths: 1 2 3 5 9 17 33 65 129 257 513 1025 1088 2049 (1, one past each power of two, the "
+            "longest, one drawn with the seed; --seq-len N sets the longest)\n"))
       << r.text;
   EXPECT_TRUE(r.has("PASS handshake: fixture 0.0.1, " + fixture("fixture"))) << r.text;
 }
@@ -127,8 +133,9 @@ TEST(Checker, ARingBufferThatWrapsOneSlotOffFailsAtPositionW) {
   EXPECT_TRUE(r.has("FAIL step == forward: step against forward, L = 65: relative RMS ")) << r.text;
   EXPECT_TRUE(r.has("; first differs at position 64, batch row 0 (relative ")) << r.text;
   EXPECT_TRUE(r.has("FAIL prefix == step: prefix recompute against step: relative RMS ")) << r.text;
-  EXPECT_TRUE(r.has("FAIL closed loop: step == prefix: closed loop, 8 outputs fed back after 65 tokens, step against "
-                    "prefix recompute: relative RMS "))
+  EXPECT_TRUE(
+      r.has("FAIL closed loop: step == prefix: closed loop, 8 outputs fed back after 65 tokens, step against "
+            "prefix recompute: relative RMS "))
       << r.text;
   EXPECT_TRUE(r.has("PASS batch rows are independent")) << r.text;
   EXPECT_TRUE(r.has("PASS state_bytes")) << r.text;
@@ -138,24 +145,28 @@ TEST(Checker, ARingBufferThatWrapsOneSlotOffFailsAtPositionW) {
 TEST(Checker, SwappedBatchAndHeadAxesFailBatchIsolationClearly) {
   Report r = check(fixture("fixture_window_swap"));
   EXPECT_EQ(r.failures, 1) << r.text;
-  EXPECT_TRUE(r.has("FAIL batch rows are independent: batch row 0 run alone, against the same row in a batch of 3, "
-                    "L = 1: relative RMS "))
+  EXPECT_TRUE(
+      r.has("FAIL batch rows are independent: batch row 0 run alone, against the same row in a batch of 3, "
+            "L = 1: relative RMS "))
       << r.text;
   EXPECT_TRUE(r.has("first differs at position 0, batch row 0")) << r.text;
   attnbench::CheckOptions one_row;
   one_row.batch = 1;
   Report alone = check(fixture("fixture_window_swap"), {}, one_row);
   EXPECT_EQ(alone.failures, 0) << "invisible at batch 1\n" << alone.text;
-  EXPECT_TRUE(alone.has("SKIP batch rows are independent: it needs a batch of at least 2 (--batch 1 was given)")) << alone.text;
+  EXPECT_TRUE(alone.has("SKIP batch rows are independent: it needs a batch of at least 2 (--batch 1 was given)"))
+      << alone.text;
 }
 
 TEST(Checker, ADivisionByZeroInStepIsAFailNamingSigfpeAndTheReportGoesOn) {
   Report r = check(fixture("fixture_window_no_check"), {"window=0"});
   EXPECT_EQ(r.failures, 2) << r.text;
-  EXPECT_TRUE(r.has("FAIL forward: shape, dtype, device, finite: forward over 2 tokens returned NaN or Inf, first at position 0"))
+  EXPECT_TRUE(r.has(
+      "FAIL forward: shape, dtype, device, finite: forward over 2 tokens returned NaN or Inf, first at position 0"))
       << r.text;
-  EXPECT_TRUE(r.has("FAIL step: shape, dtype, device, finite: crashed with SIGFPE (arithmetic exception, e.g. an integer "
-                    "division by zero) in step() on the first token\n"))
+  EXPECT_TRUE(
+      r.has("FAIL step: shape, dtype, device, finite: crashed with SIGFPE (arithmetic exception, e.g. an integer "
+            "division by zero) in step() on the first token\n"))
       << r.text;
   EXPECT_TRUE(r.has("SKIP step == forward: not run: forward() failed above")) << r.text;
   EXPECT_TRUE(r.has("SKIP state_bytes: not run: forward() failed above")) << r.text;
@@ -165,8 +176,9 @@ TEST(Checker, ADivisionByZeroInStepIsAFailNamingSigfpeAndTheReportGoesOn) {
 
 TEST(Checker, ANegativeWindowFailsInitStateWithoutABacktrace) {
   Report r = check(fixture("fixture_window_no_check"), {"window=-1"});
-  EXPECT_TRUE(r.has("FAIL init_state: plugin 'fixture_window_no_check' init_state(): Trying to create tensor with negative "
-                    "dimension -1: [-1, 1, 32]\n"))
+  EXPECT_TRUE(
+      r.has("FAIL init_state: plugin 'fixture_window_no_check' init_state(): Trying to create tensor with negative "
+            "dimension -1: [-1, 1, 32]\n"))
       << r.text;
   EXPECT_FALSE(r.has("Exception raised from")) << r.text;
   EXPECT_FALSE(r.has("frame #")) << r.text;
@@ -177,8 +189,9 @@ TEST(Checker, ANegativeWindowFailsInitStateWithoutABacktrace) {
 TEST(Checker, AStepOfTheWrongShapeIsNamedOnceAndWhatNeedsStepIsSkipped) {
   Report r = check(fixture("fixture_window_step_shape"));
   EXPECT_EQ(r.failures, 1) << r.text;
-  EXPECT_TRUE(r.has("FAIL step: shape, dtype, device, finite: plugin 'fixture_window_step_shape' step() returned shape "
-                    "[1, 3, 32] for input [3, 32]; expected the input's shape"))
+  EXPECT_TRUE(
+      r.has("FAIL step: shape, dtype, device, finite: plugin 'fixture_window_step_shape' step() returned shape "
+            "[1, 3, 32] for input [3, 32]; expected the input's shape"))
       << r.text;
   for (const char* skipped : {"step == forward", "prefix == step", "closed loop: step == prefix", "state_bytes"}) {
     EXPECT_TRUE(r.has(std::string("SKIP ") + skipped + ": not run: step() failed above")) << skipped << "\n" << r.text;
@@ -219,14 +232,17 @@ TEST(Checker, IncompatibleAndThrowingPluginsFailWithoutCrashing) {
   EXPECT_TRUE(abi.has("SDK ABI major: plugin 99, runner 1")) << abi.text;
   Report throwing = check(fixture("fixture"), {"fault=throw_forward"});
   EXPECT_GT(throwing.failures, 0);
-  EXPECT_TRUE(throwing.has("FAIL forward: shape, dtype, device, finite: plugin 'fixture' forward(): fixture: asked to fail in forward"))
+  EXPECT_TRUE(throwing.has(
+      "FAIL forward: shape, dtype, device, finite: plugin 'fixture' forward(): fixture: asked to fail in forward"))
       << throwing.text;
   Report crash = check(fixture("fixture"), {"fault=crash"});
-  EXPECT_TRUE(crash.has("FAIL forward: shape, dtype, device, finite: crashed with SIGSEGV (segmentation fault: a bad memory "
-                        "access) in forward() over 1 tokens\n"))
+  EXPECT_TRUE(
+      crash.has("FAIL forward: shape, dtype, device, finite: crashed with SIGSEGV (segmentation fault: a bad memory "
+                "access) in forward() over 1 tokens\n"))
       << crash.text;
-  EXPECT_TRUE(crash.has("FAIL bad input is an error, not a crash: crashed with SIGSEGV (segmentation fault: a bad memory "
-                        "access) in forward() of an input 33 wide\n"))
+  EXPECT_TRUE(
+      crash.has("FAIL bad input is an error, not a crash: crashed with SIGSEGV (segmentation fault: a bad memory "
+                "access) in forward() of an input 33 wide\n"))
       << crash.text;
   EXPECT_TRUE(crash.has("6 passed, 2 failed, 7 skipped")) << crash.text;
 }

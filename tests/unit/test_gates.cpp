@@ -20,15 +20,20 @@ using attnbench::testing::temp_path;
 
 namespace {
 
-std::string fixture(const std::string& name) { return std::string(ATTNBENCH_FIXTURE_DIR) + "/attnbench_" + name + ".so"; }
+std::string fixture(const std::string& name) {
+  return std::string(ATTNBENCH_FIXTURE_DIR) + "/attnbench_" + name + ".so";
+}
 
 // 80 tokens through a window of 64 (the fixture's default); `measure` adds keys to the measure section.
 std::string window_study(const std::string& plugin, const std::string& extra = "", const std::string& measure = "") {
   return "name: window\n"
          "data: {embedder: synthetic, params: {embed_dim: 16}, samples: 2, seq_len: 80}\n"
-         "attention: [{name: w, plugin: " + fixture(plugin) + ", params: {heads: 2}}]\n"
+         "attention: [{name: w, plugin: " +
+         fixture(plugin) +
+         ", params: {heads: 2}}]\n"
          "run: {seed_len: 4, horizon: 4, modes: [full, step, consistency, rollout]}\n"
-         "measure: {warmup: 0, min_runs: 1, min_time_ms: 0" + measure + "}\n" + extra;
+         "measure: {warmup: 0, min_runs: 1, min_time_ms: 0" +
+         measure + "}\n" + extra;
 }
 
 struct StudyRun {
@@ -77,7 +82,8 @@ TEST(StudyGates, AWrapBugIsInconsistentWithItsTimingsKept) {
 
   StudyRun loop = run(window_study("fixture_window_wrap", "matrix: {run.seed_len: [70]}\n"));
   EXPECT_NE(loop.lines.at(0)["message"].get<std::string>().find("closed loop, step vs prefix: relative RMS "),
-            std::string::npos) << loop.lines.at(0)["message"];
+            std::string::npos)
+      << loop.lines.at(0)["message"];
 }
 
 TEST(StudyGates, TheToleranceFollowsTheDtypeAndCanBeRaised) {
@@ -96,9 +102,11 @@ TEST(StudyGates, TheToleranceFollowsTheDtypeAndCanBeRaised) {
   EXPECT_EQ(half.lines.at(0)["dtype"], "BFloat16");
   EXPECT_EQ(half.lines.at(0)["status"], "ok") << half.text;
   EXPECT_EQ(half.lines.at(0)["metrics"]["consistency"]["tolerance"], 5e-2);
-  StudyRun strict = run(window_study("fixture_window", "matrix: {run.amp: [true]}\n", ", tolerance_bf16: 1e-9, tolerance_fp32: 1"));
+  StudyRun strict =
+      run(window_study("fixture_window", "matrix: {run.amp: [true]}\n", ", tolerance_bf16: 1e-9, tolerance_fp32: 1"));
   EXPECT_EQ(strict.lines.at(0)["status"], "inconsistent") << strict.text;
-  EXPECT_NE(strict.lines.at(0)["message"].get<std::string>().find("is beyond measure.tolerance_bf16 = 1.0e-09"), std::string::npos)
+  EXPECT_NE(strict.lines.at(0)["message"].get<std::string>().find("is beyond measure.tolerance_bf16 = 1.0e-09"),
+            std::string::npos)
       << strict.lines.at(0)["message"];
 }
 
@@ -106,7 +114,8 @@ TEST(StudyGates, MixedBatchRowsAreCaughtAtBatchTwoOnly) {
   StudyRun two = run(window_study("fixture_window_swap", "matrix: {run.batch: [2]}\n"));
   EXPECT_EQ(two.status, 1) << two.text;
   EXPECT_EQ(two.lines.at(0)["status"], "inconsistent");
-  EXPECT_EQ(two.lines.at(0)["message"].get<std::string>().rfind("batch rows alone vs in the batch: relative RMS ", 0), 0u)
+  EXPECT_EQ(two.lines.at(0)["message"].get<std::string>().rfind("batch rows alone vs in the batch: relative RMS ", 0),
+            0u)
       << two.lines.at(0)["message"];
   StudyRun one = run(window_study("fixture_window_swap"));
   EXPECT_EQ(one.lines.at(0)["status"], "ok") << "invisible at batch 1";
@@ -114,18 +123,22 @@ TEST(StudyGates, MixedBatchRowsAreCaughtAtBatchTwoOnly) {
 }
 
 TEST(StudyIsolation, ACrashingCellIsAnErrorNamingTheSignalAndTheNextCellRuns) {
-  const std::string yaml = "name: isolated\n"
-                           "data: {embedder: synthetic, params: {embed_dim: 8}, samples: 2, seq_len: 12}\n"
-                           "attention: [{name: fx, plugin: " + fixture("fixture") + "}]\n"
-                           "run: {seed_len: 4, horizon: 5, isolate: true}\n"
-                           "measure: {warmup: 0, min_runs: 2, min_time_ms: 0}\n"
-                           "matrix: {attention.params.fault: [crash, none]}\n";
+  const std::string yaml =
+      "name: isolated\n"
+      "data: {embedder: synthetic, params: {embed_dim: 8}, samples: 2, seq_len: 12}\n"
+      "attention: [{name: fx, plugin: " +
+      fixture("fixture") +
+      "}]\n"
+      "run: {seed_len: 4, horizon: 5, isolate: true}\n"
+      "measure: {warmup: 0, min_runs: 2, min_time_ms: 0}\n"
+      "matrix: {attention.params.fault: [crash, none]}\n";
   StudyRun isolated = run(yaml);
   EXPECT_EQ(isolated.status, 1) << isolated.text;
   ASSERT_EQ(isolated.lines.size(), 2u) << isolated.text;
   EXPECT_EQ(isolated.lines[0]["status"], "error");
-  EXPECT_EQ(isolated.lines[0]["message"], "the cell's process crashed with SIGSEGV (segmentation fault: a bad memory access) "
-                                          "in the first forward(), before the modes; run.isolate kept the other cells running");
+  EXPECT_EQ(isolated.lines[0]["message"],
+            "the cell's process crashed with SIGSEGV (segmentation fault: a bad memory access) "
+            "in the first forward(), before the modes; run.isolate kept the other cells running");
   EXPECT_EQ(isolated.lines[1]["status"], "ok");
   EXPECT_NE(isolated.text.find("  data: "), std::string::npos) << "the child's report lines are printed";
 
@@ -137,7 +150,8 @@ TEST(StudyIsolation, ACrashingCellIsAnErrorNamingTheSignalAndTheNextCellRuns) {
   const nlohmann::json& a = isolated.lines[1];
   const nlohmann::json& b = plain.lines.at(0);
   EXPECT_EQ(a["hash"], b["hash"]) << "run.isolate is not part of the hash";
-  for (const char* fact : {"host", "cpu", "cpu_count", "torch", "git_commit", "gpus"}) EXPECT_EQ(a["context"][fact], b["context"][fact]) << fact;
+  for (const char* fact : {"host", "cpu", "cpu_count", "torch", "git_commit", "gpus"})
+    EXPECT_EQ(a["context"][fact], b["context"][fact]) << fact;
   EXPECT_EQ(a["metrics"]["consistency"], b["metrics"]["consistency"]);
   for (const auto& [key, value] : b["metrics"].items()) EXPECT_TRUE(a["metrics"].contains(key)) << key;
 }

@@ -86,8 +86,8 @@ int check_plugin_command(int argc, char** argv) {
         used = 0;
       }
       if (used == 0 || used != value.size() || !(v >= low && v <= high)) {
-        throw std::invalid_argument(fmt::format("runner check-plugin: {} needs a number from {:.15g} to {:.15g}, got '{}'", arg,
-                                                low, high, value));
+        throw std::invalid_argument(
+            fmt::format("runner check-plugin: {} needs a number from {:.15g} to {:.15g}, got '{}'", arg, low, high, value));
       }
       return v;
     };

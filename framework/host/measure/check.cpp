@@ -63,8 +63,8 @@ void expect_close(const at::Tensor& a, const at::Tensor& reference, double toler
                   const PositionName& name = position_text) {
   const ErrorStats e = compare(a, reference);
   if (e.rel_rms <= tolerance) return;
-  throw CheckFailed{fmt::format("{}: relative RMS {:.3e} (max abs {:.3e}) exceeds {:.1e}; {}", what, e.rel_rms, e.max_abs,
-                                tolerance, first_difference(a, reference, tolerance, name))};
+  throw CheckFailed{fmt::format("{}: relative RMS {:.3e} (max abs {:.3e}) exceeds {:.1e}; {}", what, e.rel_rms,
+                                e.max_abs, tolerance, first_difference(a, reference, tolerance, name))};
 }
 
 void expect_equal(const at::Tensor& a, const at::Tensor& reference, const std::string& what) {
@@ -106,7 +106,8 @@ class Subject {
         const size_t eq = item.find('=');
         expect(eq != std::string::npos, "'" + item + "' is not key=value");
         const attnbench_param_spec_v1* param = plugin().find_param(item.substr(0, eq));
-        expect(param != nullptr, fmt::format("no parameter '{}'; valid: {}", item.substr(0, eq), plugin().param_names()));
+        expect(param != nullptr,
+               fmt::format("no parameter '{}'; valid: {}", item.substr(0, eq), plugin().param_names()));
         try {
           given.set(param->name, parse_param_text(*param, item.substr(eq + 1)));
         } catch (const std::exception& e) {
@@ -221,8 +222,9 @@ std::vector<Check> make_checks() {
     for (int64_t length : s.lengths) {
       const at::Tensor y = s.forward(length);  // AttentionLayer checks the shape
       const at::Tensor& x = s.input();
-      expect(y.scalar_type() == x.scalar_type(), fmt::format("forward returned {} for {} input", c10::toString(y.scalar_type()),
-                                                             c10::toString(x.scalar_type())));
+      expect(y.scalar_type() == x.scalar_type(),
+             fmt::format("forward returned {} for {} input", c10::toString(y.scalar_type()),
+                         c10::toString(x.scalar_type())));
       expect(y.device() == x.device(), "forward returned a tensor on " + y.device().str());
       expect_finite(y, fmt::format("forward over {} tokens", length));
     }
@@ -233,15 +235,17 @@ std::vector<Check> make_checks() {
     auto state = s.layer().init_state(s.options.batch);
     set_activity("step() on the first token");
     const at::Tensor y = s.layer().step(x[0], *state);  // AttentionLayer checks the shape
-    expect(y.scalar_type() == x.scalar_type(), fmt::format("step returned {} for {} input", c10::toString(y.scalar_type()),
-                                                           c10::toString(x.scalar_type())));
+    expect(
+        y.scalar_type() == x.scalar_type(),
+        fmt::format("step returned {} for {} input", c10::toString(y.scalar_type()), c10::toString(x.scalar_type())));
     expect(y.device() == x.device(), "step returned a tensor on " + y.device().str());
     for (int64_t length : s.lengths) expect_finite(s.steps(length), fmt::format("step, streaming {} tokens,", length));
     return nlohmann::json::object();
   });
   add("step == forward", "", {"forward()", "step()", "info()"}, true, [](Subject& s) {
     for (int64_t length : s.lengths) {
-      expect_close(s.steps(length), s.forward(length), s.options.tolerance, fmt::format("step against forward, L = {}", length));
+      expect_close(s.steps(length), s.forward(length), s.options.tolerance,
+                   fmt::format("step against forward, L = {}", length));
     }
     return nlohmann::json::object();
   });
@@ -282,8 +286,9 @@ std::vector<Check> make_checks() {
         auto state = s.layer().init_state(s.options.batch);
         const at::Tensor first = s.layer().forward(s.input(length).slice(0, 0, cut), *state);
         const at::Tensor rest = s.layer().forward(s.input(length).slice(0, cut), *state);
-        expect_close(at::cat({first, rest}), full, s.options.tolerance,
-                     fmt::format("forward over {} tokens then {} more, against one forward over {}", cut, length - cut, length));
+        expect_close(
+            at::cat({first, rest}), full, s.options.tolerance,
+            fmt::format("forward over {} tokens then {} more, against one forward over {}", cut, length - cut, length));
       }
     }
     return nlohmann::json::object();
@@ -295,8 +300,9 @@ std::vector<Check> make_checks() {
       const at::Tensor full = s.forward(length);
       for (int64_t b = 0; b < batch; ++b) {
         set_activity(fmt::format("forward() over {} tokens of batch row {} alone", length, b));
-        expect_close(run_full(s.layer(), s.input(length).slice(1, b, b + 1)), full.slice(1, b, b + 1), s.options.tolerance,
-                     fmt::format("batch row {} run alone, against the same row in a batch of {}, L = {}", b, batch, length));
+        expect_close(
+            run_full(s.layer(), s.input(length).slice(1, b, b + 1)), full.slice(1, b, b + 1), s.options.tolerance,
+            fmt::format("batch row {} run alone, against the same row in a batch of {}, L = {}", b, batch, length));
       }
     }
     return nlohmann::json::object();
@@ -323,13 +329,15 @@ std::vector<Check> make_checks() {
       auto state = layer.init_state(s.options.batch);
       layer.forward(s.input(length), *state);
       const int64_t after = layer.state_bytes(*state);
-      expect(after >= empty, fmt::format("state_bytes shrank from {} to {} after a forward over {} tokens", empty, after, length));
+      expect(after >= empty,
+             fmt::format("state_bytes shrank from {} to {} after a forward over {} tokens", empty, after, length));
       auto stepped = layer.init_state(s.options.batch);
       layer.reserve(*stepped, length);
       for (int64_t t = 0; t < length; ++t) layer.step(s.input()[t], *stepped);
       const int64_t streamed = layer.state_bytes(*stepped);
-      expect(streamed == after, fmt::format("state_bytes after {} steps ({}) differs from after a forward over as many ({})",
-                                            length, streamed, after));
+      expect(streamed == after,
+             fmt::format("state_bytes after {} steps ({}) differs from after a forward over as many ({})", length,
+                         streamed, after));
     }
     return nlohmann::json::object();
   });
@@ -393,14 +401,18 @@ int check_plugin(const std::string& spec, const CheckOptions& options, std::ostr
   const std::vector<int64_t> lengths = check_lengths(options);
   std::string length_text;
   for (int64_t l : lengths) length_text += (length_text.empty() ? "" : " ") + std::to_string(l);
-  fmt::print(out, "check-plugin {}: embed_dim {}, batch {}, device {}, float32, seed {}, tolerance {:.1e} (relative RMS; "
-                  "the closed loop {:.1e})\n",
-             spec, options.embed_dim, options.batch, options.device, options.seed, options.tolerance, 10 * options.tolerance);
-  fmt::print(out, "sequence lengths: {} (1, one past each power of two, the longest, one drawn with the seed; "
-                  "--seq-len N sets the longest)\n",
+  fmt::print(out,
+             "check-plugin {}: embed_dim {}, batch {}, device {}, float32, seed {}, tolerance {:.1e} (relative RMS; "
+             "the closed loop {:.1e})\n",
+             spec, options.embed_dim, options.batch, options.device, options.seed, options.tolerance,
+             10 * options.tolerance);
+  fmt::print(out,
+             "sequence lengths: {} (1, one past each power of two, the longest, one drawn with the seed; "
+             "--seq-len N sets the longest)\n",
              length_text);
-  fmt::print(out, "{}\n", options.isolate ? "each check runs in its own process: a crash fails that check only"
-                                          : "every check runs in this process (--in-process): a crash ends the report");
+  fmt::print(out, "{}\n",
+             options.isolate ? "each check runs in its own process: a crash fails that check only"
+                             : "every check runs in this process (--in-process): a crash ends the report");
   out.flush();
 
   Subject subject(spec, options, lengths);
@@ -440,9 +452,10 @@ int check_plugin(const std::string& spec, const CheckOptions& options, std::ostr
     }
     out.flush();
     if (!check.what.empty()) {
-      stopped_by[check.what] = status == "pass"                    ? ""
-                               : status == "fail" || cause.empty() ? check.what + (status == "fail" ? " failed" : " was skipped")
-                                                                   : cause;
+      stopped_by[check.what] = status == "pass" ? ""
+                               : status == "fail" || cause.empty()
+                                   ? check.what + (status == "fail" ? " failed" : " was skipped")
+                                   : cause;
     }
   }
   fmt::print(out, "{}: {} passed, {} failed, {} skipped\n", spec, passes, failures, skips);

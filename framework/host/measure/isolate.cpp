@@ -55,14 +55,22 @@ void write_all(int fd, const std::string& data) {
 
 std::string signal_text(int signal) {
   switch (signal) {
-    case SIGSEGV: return "SIGSEGV (segmentation fault: a bad memory access)";
-    case SIGBUS: return "SIGBUS (bus error: a bad memory access)";
-    case SIGFPE: return "SIGFPE (arithmetic exception, e.g. an integer division by zero)";
-    case SIGILL: return "SIGILL (illegal instruction, e.g. code built for another CPU)";
-    case SIGABRT: return "SIGABRT (abort: a failed assert, std::terminate or an uncaught exception)";
-    case SIGKILL: return "SIGKILL (killed, e.g. by the kernel when memory ran out)";
-    case SIGTERM: return "SIGTERM (terminated)";
-    default: return fmt::format("signal {} ({})", signal, strsignal(signal));
+    case SIGSEGV:
+      return "SIGSEGV (segmentation fault: a bad memory access)";
+    case SIGBUS:
+      return "SIGBUS (bus error: a bad memory access)";
+    case SIGFPE:
+      return "SIGFPE (arithmetic exception, e.g. an integer division by zero)";
+    case SIGILL:
+      return "SIGILL (illegal instruction, e.g. code built for another CPU)";
+    case SIGABRT:
+      return "SIGABRT (abort: a failed assert, std::terminate or an uncaught exception)";
+    case SIGKILL:
+      return "SIGKILL (killed, e.g. by the kernel when memory ran out)";
+    case SIGTERM:
+      return "SIGTERM (terminated)";
+    default:
+      return fmt::format("signal {} ({})", signal, strsignal(signal));
   }
 }
 
@@ -84,7 +92,8 @@ void set_activity(const std::string& text) {
 
 ChildOutcome run_in_child(const std::function<std::string()>& work, double timeout_s) {
   void* page = ::mmap(nullptr, kActivityBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (page == MAP_FAILED) throw std::runtime_error(fmt::format("cannot map a page for a child: {}", std::strerror(errno)));
+  if (page == MAP_FAILED)
+    throw std::runtime_error(fmt::format("cannot map a page for a child: {}", std::strerror(errno)));
   static_cast<char*>(page)[0] = '\0';
   int fds[2];
   if (::pipe(fds) != 0) {
@@ -116,7 +125,8 @@ ChildOutcome run_in_child(const std::function<std::string()>& work, double timeo
   for (;;) {
     int wait_ms = -1;
     if (timeout_s > 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       wait_ms = static_cast<int>(std::max<int64_t>(0, left.count()));
     }
     pollfd p{fds[0], POLLIN, 0};
