@@ -171,7 +171,7 @@ def summary_table(rows):
     return header, table
 
 
-RANK = {"ok": 2, "skipped": 1, "error": 0}
+RANK = {"ok": 3, "inconsistent": 2, "skipped": 1, "error": 0}  # inconsistent: measured, but beyond a gate
 
 
 def latest_per_cell(rows):

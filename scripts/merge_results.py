@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Merges results files (e.g. the shards of one study) into one: every cell once, keyed by its hash.
-Where a cell appears more than once, an `ok` line wins over `skipped` and `error`, then the later one.
-OUT's own cells are kept (it is read first, as if it were the first input), and it is replaced
-atomically. Idempotent: merging the output again, or with itself, changes nothing.
+Where a cell appears more than once, an `ok` line wins over `inconsistent`, `skipped` and `error`, then
+the later one. OUT's own cells are kept (it is read first, as if it were the first input), and it is
+replaced atomically. Idempotent: merging the output again, or with itself, changes nothing.
 
 With --expect CELLS (a file holding what `runner STUDY --dry-run` printed for the cells that should be
-there), every expected cell that is missing from the merge or whose status is `error` is named, with
-its number, hash, label and message, and the exit status is 1; skipped cells are named but count as
+there), every expected cell that is missing from the merge or whose status is `error` or `inconsistent`
+is named, with its number, hash, label and message, and the exit status is 1; skipped cells are named but count as
 done, as the runner counts them.
 
 usage: scripts/merge_results.py [--expect CELLS] OUT.jsonl [IN.jsonl ...]

@@ -346,3 +346,74 @@ class PythonLayers(unittest.TestCase):
         missing = self.path("nowhere.py")
         self.bad_then_good(missing, "Layer", f"python: module '{missing}' does not exist (class Layer); module is a path "
                                              "to a .py file, relative to the directory the runner was started in")
+
+
+def fixture_plugin(name):
+    return os.path.join(FIXTURES, "attnbench_%s.so" % name)
+
+
+class CheckerAndGates(unittest.TestCase):
+    """What a plugin author gets wrong, through the real runner with stdout a pipe (not a terminal):
+    check-plugin reports a crash as that check's FAIL, keeps every line already printed and ends with
+    its summary; its bad options exit 2 naming the option; a bad --set value fails `parameters` once. A
+    study marks a cell whose step differs from its forward `inconsistent` and exits 1 (0 with
+    --allow-inconsistent), and with run.isolate a crashing cell is an error naming the signal while the
+    next cell runs; earlier results stay as they were."""
+    setUp, tearDown, path, file, runner, expect = (Catalogue.setUp, Catalogue.tearDown, Catalogue.path, Catalogue.file,
+                                                   Catalogue.runner, Catalogue.expect)
+
+    def check(self, *args):
+        return subprocess.run([RUNNER, "check-plugin", *args], capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+
+    def test_a_crash_in_step_is_a_fail_naming_the_signal_and_the_report_goes_on(self):
+        done = self.check(fixture_plugin("fixture_window_no_check"), "--set", "window=0", "--seq-len", "9")
+        self.assertEqual(done.returncode, 1, done.stdout + done.stderr)
+        lines = done.stdout.splitlines()
+        self.assertEqual(lines[3:8], ["PASS handshake: fixture_window_no_check 0.0.1, " + fixture_plugin("fixture_window_no_check"),
+                                      "PASS parameters", "PASS create", "PASS info", "PASS init_state"])
+        self.assertIn("FAIL step: shape, dtype, device, finite: crashed with SIGFPE (arithmetic exception, e.g. an integer "
+                      "division by zero) in step() on the first token", lines)
+        self.assertEqual(lines[-1], fixture_plugin("fixture_window_no_check") + ": 6 passed, 2 failed, 7 skipped")
+
+    def test_bad_checker_options(self):
+        for args, message in [(["--seq-len", "64x"], "--seq-len needs a number from 1 to 16777216, got '64x'"),
+                              (["--seq-len", "0"], "--seq-len needs a number from 1 to 16777216, got '0'"),
+                              (["--batch", "2.5"], "--batch needs a whole number, got '2.5'"),
+                              (["--device", "tpu"], "--device tpu: expected cpu or cuda"),
+                              (["--frobnicate", "1"], "unknown option '--frobnicate'")]:
+            done = self.check("mha", *args)
+            self.assertEqual(done.returncode, 2, args)
+            self.assertIn("runner check-plugin: " + message, done.stderr)
+
+    def test_a_bad_set_value_fails_parameters_once(self):
+        done = self.check(fixture_plugin("fixture_window"), "--set", "window=wide")
+        self.assertEqual(done.returncode, 1, done.stdout + done.stderr)
+        self.assertIn("FAIL parameters: --set window=wide: ", done.stdout)
+        self.assertIn("SKIP create: not run: reading the parameters failed above", done.stdout)
+        self.assertNotIn("was not provided", done.stdout)
+
+    def window_study(self, plugin, extra=""):
+        return study(data="{embedder: synthetic, params: {embed_dim: 8}, seq_len: 70}",
+                     attention="[{name: w, plugin: %s, params: {heads: 2}}]" % fixture_plugin(plugin), extra=extra)
+
+    def test_a_step_that_differs_from_forward_is_inconsistent(self):
+        lines = self.expect(self.window_study("fixture_window_wrap"), 1, "step vs full: relative RMS ")
+        cell = json.loads(lines[0])
+        self.assertEqual(cell["status"], "inconsistent")
+        self.assertIn("is beyond measure.tolerance_fp32 = 1.0e-04", cell["message"])
+        self.assertIn("median", cell["metrics"]["step"]["time_ms"])
+        done = self.runner(self.file("bad.yaml", self.window_study("fixture_window_wrap")), "--force", "--allow-inconsistent")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertIn("INCONSISTENT: step vs full", done.stdout)
+        self.assertNotIn("\033[", done.stdout, "no colour when stdout is not a terminal")
+
+    def test_a_negative_tolerance(self):
+        yaml = study().replace("min_time_ms: 0}", "min_time_ms: 0, tolerance_fp16: -1}")
+        self.expect(yaml, 2, "bad.yaml:5:67: measure.tolerance_fp16: -1 is out of range; must be >= 0", "--dry-run")
+
+    def test_an_isolated_cell_that_crashes_is_an_error_and_the_next_runs(self):
+        lines = self.expect(study(extra="matrix: {attention.params.fault: [crash, none]}\n").replace(
+            "run: {seed_len: 2, horizon: 2}", "run: {seed_len: 2, horizon: 2, isolate: true}"), 1,
+            "the cell's process crashed with SIGSEGV (segmentation fault: a bad memory access)")
+        self.assertEqual([json.loads(l)["status"] for l in lines], ["error", "ok"])

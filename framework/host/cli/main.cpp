@@ -11,6 +11,9 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <sstream>
@@ -19,7 +22,8 @@ namespace {
 
 constexpr const char* kUsage = R"(usage: runner STUDY.yaml [options]
        runner --list-plugins
-       runner check-plugin NAME|PATH [--embed-dim E] [--device cpu|cuda] [--set KEY=VALUE]...
+       runner check-plugin NAME|PATH [--embed-dim E] [--device cpu|cuda] [--set KEY=VALUE]... [--seq-len N]
+                           [--batch B] [--seed S] [--tolerance T] [--timeout SECONDS] [--in-process]
        runner describe [modes|metrics|keys] [--markdown|--json]
        runner --version
 
@@ -29,6 +33,8 @@ options:
   --set PATH=VALUE     override a study value, e.g. --set run.device=cuda --set matrix.run.threads=[1,2]
   --dry-run            list the expanded cells and their count, run nothing
   --force              rerun cells already present in the results file
+  --allow-inconsistent exit 0 even when a cell is inconsistent (its step, prefix recompute, batch rows or
+                       closed loop beyond measure.tolerance_<dtype> of its forward; its timings are kept)
   --results FILE       write results to FILE instead of the study's output.results
   --save-outputs DIR   save each cell's input, forward, step and prefix outputs as .safetensors
   --filter REGEX       run only the cells whose line in --dry-run matches REGEX (ECMAScript)
@@ -44,36 +50,75 @@ describe lists the measurement modes, the metrics each writes and the study keys
 tables of docs/results.md and docs/study.md; --json: what scripts/attnbench_results.py reads).
 
 check-plugin puts an attention plugin through the streaming contract (handshake, shapes, step ==
-forward, prefix == step, batch isolation, determinism, state_bytes) and exits 1 if any check fails.
+forward, prefix == step, closed loop, batch isolation, determinism, state_bytes) and exits 1 if any
+check fails. Every sequence check runs at lengths 1, one past each power of two, the longest (--seq-len,
+default 2049) and one drawn with --seed (default 0); batch 3, embed_dim 32, tolerance 1e-5 relative RMS
+by default. Each check runs in its own process (--timeout, default 600 s), so a crash fails that check
+and the report goes on; --in-process runs them all in this one (for a debugger).
 
-exit status: 0 all cells ok or skipped, 1 some cell failed, 2 bad command line or study
+exit status: 0 all cells ok or skipped, 1 some cell failed or is inconsistent, 2 bad command line or study
 )";
 
 int check_plugin_command(int argc, char** argv) {
-  if (argc < 3) {
-    std::cerr << "runner check-plugin: give a plugin name or path\n";
+  if (argc < 3 || argv[2][0] == '-') {
+    std::cerr << "runner check-plugin: give a plugin name or path first\n" << kUsage;
     return 2;
   }
   attnbench::CheckOptions options;
   for (int i = 3; i < argc; ++i) {
-    std::string arg = argv[i];
+    const std::string arg = argv[i];
+    if (arg == "--in-process") {
+      options.isolate = false;
+      continue;
+    }
     if (i + 1 >= argc) {
       std::cerr << "runner check-plugin: " << arg << " needs a value\n";
       return 2;
     }
-    std::string value = argv[++i];
+    const std::string value = argv[++i];
+    // Whole-text numbers within [low, high]: "64x" or "-1" for a length is a mistake, not 64 or a huge size.
+    auto number = [&](double low, double high) {
+      size_t used = 0;
+      double v = 0;
+      try {
+        v = std::stod(value, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != value.size() || !(v >= low && v <= high)) {
+        throw std::invalid_argument(
+            fmt::format("runner check-plugin: {} needs a number from {:.15g} to {:.15g}, got '{}'", arg, low, high, value));
+      }
+      return v;
+    };
+    auto integer = [&](double low, double high) {
+      const double v = number(low, high);
+      if (v != static_cast<double>(static_cast<int64_t>(v))) {
+        throw std::invalid_argument(fmt::format("runner check-plugin: {} needs a whole number, got '{}'", arg, value));
+      }
+      return static_cast<int64_t>(v);
+    };
     try {
-      if (arg == "--embed-dim") options.embed_dim = std::stoll(value);
+      if (arg == "--embed-dim") options.embed_dim = integer(1, 1 << 20);
       else if (arg == "--device") options.device = value;
       else if (arg == "--set") options.params.push_back(value);
+      else if (arg == "--seq-len") options.max_length = integer(1, 1 << 24);
+      else if (arg == "--batch") options.batch = integer(1, 1 << 16);
+      else if (arg == "--seed") options.seed = static_cast<uint64_t>(integer(0, 9007199254740992.0));
+      else if (arg == "--tolerance") options.tolerance = number(0, 1e9);
+      else if (arg == "--timeout") options.timeout_s = number(0, 1e9);
       else {
-        std::cerr << "runner check-plugin: unknown option '" << arg << "'\n";
+        std::cerr << "runner check-plugin: unknown option '" << arg << "'\n" << kUsage;
         return 2;
       }
-    } catch (const std::exception&) {
-      std::cerr << "runner check-plugin: " << arg << " needs a number, got '" << value << "'\n";
+    } catch (const std::invalid_argument& e) {
+      std::cerr << e.what() << "\n";
       return 2;
     }
+  }
+  if (options.device != "cpu" && options.device != "cuda") {
+    std::cerr << "runner check-plugin: --device " << options.device << ": expected cpu or cuda\n";
+    return 2;
   }
   return attnbench::check_plugin(argv[2], options, std::cout) == 0 ? 0 : 1;
 }
@@ -172,6 +217,8 @@ int main(int argc, char** argv) {
       dry_run = true;
     } else if (arg == "--force") {
       options.force = true;
+    } else if (arg == "--allow-inconsistent") {
+      options.allow_inconsistent = true;
     } else if (arg == "--results") {
       results = value();
     } else if (arg == "--devices") {
@@ -196,6 +243,7 @@ int main(int argc, char** argv) {
     std::cerr << kUsage;
     return 2;
   }
+  options.color = ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr;
   try {
     attnbench::Study study = attnbench::load_study(study_path, attnbench::plugin_aware_options(overrides));
     if (!results.empty()) study.results_path = results;

@@ -2,6 +2,7 @@
 
 #include "measure/device.h"
 #include "measure/inputs.h"
+#include "measure/isolate.h"
 #include "measure/mode.h"
 #include "plugins/loader.h"
 #include "results/console.h"
@@ -15,11 +16,13 @@
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <sstream>
 
 namespace attnbench {
 namespace {
@@ -45,9 +48,9 @@ std::string now_iso() {
   return buf;
 }
 
-std::string join(const std::vector<std::string>& items) {
+std::string join(const std::vector<std::string>& items, const std::string& separator = " ") {
   std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? " " : "") + items[i];
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? separator : "") + items[i];
   return out;
 }
 
@@ -60,6 +63,15 @@ void save_outputs(CellContext& context, const std::string& dir, const std::strin
     metadata["prefix_positions"] = context.prefix_positions().empty() ? "all" : nlohmann::json(context.prefix_positions()).dump();
   }
   save_safetensors((std::filesystem::path(dir) / (stem + ".safetensors")).string(), tensors, metadata);
+}
+
+// Red on a terminal, as it is elsewhere.
+std::string red(const std::string& text, bool color) { return color ? "\033[31m" + text + "\033[0m" : text; }
+
+nlohmann::json context_from_child() {
+  const ChildOutcome outcome = run_in_child([] { return make_context().dump(); });
+  if (!outcome.finished) throw std::runtime_error("gathering the machine's facts: the process " + outcome.failure());
+  return nlohmann::json::parse(outcome.payload);
 }
 
 // The bound on the cell's CPU tensor bytes that run.max_memory asks for (0: none). "auto" leaves a tenth
@@ -78,6 +90,104 @@ std::string memory_hint(const Cell& cell, bool cpu_limit) {
                      cell.batch, cpu_limit ? ", or raise run.max_memory" : "");
 }
 
+
+// Measures one cell in this process: fills `line` (status ok, inconsistent, skipped or error) and prints
+// the cell's report lines to `out` as it goes.
+nlohmann::json run_cell(const Cell& cell, nlohmann::json line, EmbeddingSource& embeddings, const std::string& outputs_dir,
+                        std::ostream& out) {
+  const c10::Device device = cell.device == "cuda" ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  try {
+    if (device.is_cuda() && !cuda_available()) throw SkipCell{cuda_unavailable_reason()};
+    c10::InferenceMode inference;
+    const ThreadSettings threads = set_threads(static_cast<int>(cell.threads));
+    line["threads"] = {{"requested", threads.requested}, {"torch_intra_op", threads.torch_intra_op},
+                       {"blas", threads.blas}, {"blas_library", threads.blas_library}};
+    reset_peak_memory(device);
+    set_cpu_memory_limit(memory_limit(cell));
+    const c10::ScalarType dtype = compute_dtype(cell);
+    set_activity("making the data");
+    const EmbeddingSource::Entry& data = embeddings.get(cell, device, dtype);
+    line["embedder"] = data.info;
+    fmt::print(out, "  data: {} via {} (E={})\n", data.info["description"].get<std::string>(),
+               data.info["plugin"].get<std::string>(), data.info["embed_dim"].get<int64_t>());
+
+    const Plugin& plugin = load_plugin(cell.plugin, ATTNBENCH_PLUGIN_ATTENTION);
+    CreateArgs args;
+    args.params = cell.attention_params;
+    args.device = device;
+    args.dtype = dtype;
+    args.embed_dim = data.tokens.size(2);
+    args.seed = static_cast<uint64_t>(cell.seed);
+    args.threads = static_cast<int>(cell.threads);
+    set_activity("creating the layer");
+    AttentionLayer layer(plugin, args);
+    AttentionInfo info = layer.info();
+    line["attention"] = {{"name", cell.label},          {"plugin", plugin.name()},
+                         {"version", plugin.version()},  {"path", plugin.path},
+                         {"description", info.description}, {"details", params_to_json(info.details)}};
+    if (std::find(info.devices.begin(), info.devices.end(), device.is_cuda() ? "cuda" : "cpu") == info.devices.end()) {
+      throw SkipCell{fmt::format("plugin '{}' does not run on {}", plugin.name(), cell.device)};
+    }
+    std::vector<at::Tensor> batches;
+    for (int64_t b = 0; b < cell.samples; b += cell.batch) {
+      batches.push_back(data.tokens.slice(0, b, b + cell.batch).transpose(0, 1).contiguous());
+    }
+    CellContext measured(cell, layer, info, std::move(batches), device, &embeddings);
+    line["metrics"] = measure_cell(measured);
+    if (!outputs_dir.empty()) save_outputs(measured, outputs_dir, fmt::format("{:04d}_{}_{}", cell.index, cell.label, cell.hash));
+    // Beyond a consistency gate the timings stand, but the layer's streaming form does not compute its forward.
+    const std::vector<std::string> off = inconsistencies(line["metrics"], measured);
+    line["status"] = off.empty() ? "ok" : "inconsistent";
+    if (!off.empty()) line["message"] = join(off, "; ");
+    line["dtype"] = c10::toString(dtype);
+  } catch (const SkipCell& skip) {
+    line["status"] = "skipped";
+    line["message"] = skip.reason;
+  } catch (const PluginError& e) {
+    // The plugin said how it failed: a cell it cannot run is skipped, out of memory frees the cache.
+    line["status"] = e.status() == ATTNBENCH_UNSUPPORTED ? "skipped" : "error";
+    line["message"] = e.what();
+    if (e.status() == ATTNBENCH_OUT_OF_MEMORY) {
+      release_cached_memory(device);
+      const std::string message = e.what();
+      line["message"] = message + memory_hint(cell, message.find("run.max_memory") != std::string::npos);
+    }
+  } catch (const c10::OutOfMemoryError& e) {
+    release_cached_memory(device);
+    const std::string message = e.what_without_backtrace();
+    line["status"] = "error";
+    line["message"] = message + memory_hint(cell, message.find("run.max_memory") != std::string::npos);
+  } catch (const c10::Error& e) {
+    // c10::Error carries a C++ backtrace after its message; a user needs only the message.
+    line["status"] = "error";
+    line["message"] = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    line["status"] = "error";
+    line["message"] = e.what();
+  }
+  return line;
+}
+
+// run.isolate: run_cell in a child process, its report lines printed here once it ends. A child that
+// crashed leaves the cell an error naming the signal and what it was doing; the study goes on.
+nlohmann::json run_cell_in_child(const Cell& cell, nlohmann::json line, const std::string& outputs_dir, std::ostream& out) {
+  const ChildOutcome outcome = run_in_child([&] {
+    EmbeddingSource embeddings;  // the child's own: the parent computes nothing with torch
+    std::ostringstream report;
+    nlohmann::json done = run_cell(cell, line, embeddings, outputs_dir, report);
+    return nlohmann::json{{"line", done}, {"report", report.str()}}.dump(-1, ' ', false,
+                                                                          nlohmann::json::error_handler_t::replace);
+  });
+  if (outcome.finished) {
+    nlohmann::json back = nlohmann::json::parse(outcome.payload);
+    out << back["report"].get<std::string>();
+    return back["line"];
+  }
+  line["status"] = "error";
+  line["message"] = "the cell's process " + outcome.failure() + "; run.isolate kept the other cells running";
+  return line;
+}
+
 }  // namespace
 
 void print_cells(const Study& study, std::ostream& out) {
@@ -89,7 +199,11 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
   ResultsFile results(study.results_path);
   if (results.repaired()) fmt::print(out, "note: {}: cut off a half-written last line\n", study.results_path);
   const std::string outputs_dir = options.save_outputs_dir.empty() ? study.save_outputs_dir : options.save_outputs_dir;
-  nlohmann::json context = make_context();
+  // An isolated study leaves torch to its children (measure/isolate.h): even the context, whose GPU facts
+  // would initialise CUDA here and leave it unusable in every child.
+  const bool isolated = std::any_of(study.cells.begin(), study.cells.end(),
+                                    [](const Cell& c) { return c.settings.get_bool("run.isolate"); });
+  nlohmann::json context = isolated ? context_from_child() : make_context();
   fmt::print(out, "attnbench study '{}' ({}): {} cells -> {}\n", study.name, study.file, study.cells.size(),
              study.results_path);
   fmt::print(out, "host {}, cpu {}, torch {}, build {}, commit {}\n", context["host"].get<std::string>(),
@@ -107,7 +221,7 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
   install_cpu_accounting();
   EmbeddingSource embeddings;
   std::vector<nlohmann::json> summary;
-  bool any_error = false;
+  bool any_error = false, any_inconsistent = false;
   const auto start = Clock::now();
   size_t ran = 0, position = 0;
   const size_t total = study.cells.size();
@@ -134,82 +248,20 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
                            {"axes", cell.axes},
                            {"attention", {{"name", cell.label}, {"plugin", cell.plugin}}},
                            {"context", context}};
-    const c10::Device device = cell.device == "cuda" ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
-    try {
-      if (device.is_cuda() && !cuda_available()) throw SkipCell{cuda_unavailable_reason()};
-      c10::InferenceMode inference;
-      const ThreadSettings threads = set_threads(static_cast<int>(cell.threads));
-      line["threads"] = {{"requested", threads.requested}, {"torch_intra_op", threads.torch_intra_op},
-                         {"blas", threads.blas}, {"blas_library", threads.blas_library}};
-      reset_peak_memory(device);
-      set_cpu_memory_limit(memory_limit(cell));
-      const c10::ScalarType dtype = compute_dtype(cell);
-      const EmbeddingSource::Entry& data = embeddings.get(cell, device, dtype);
-      line["embedder"] = data.info;
-      fmt::print(out, "  data: {} via {} (E={})\n", data.info["description"].get<std::string>(),
-                 data.info["plugin"].get<std::string>(), data.info["embed_dim"].get<int64_t>());
-
-      const Plugin& plugin = load_plugin(cell.plugin, ATTNBENCH_PLUGIN_ATTENTION);
-      CreateArgs args;
-      args.params = cell.attention_params;
-      args.device = device;
-      args.dtype = dtype;
-      args.embed_dim = data.tokens.size(2);
-      args.seed = static_cast<uint64_t>(cell.seed);
-      args.threads = static_cast<int>(cell.threads);
-      AttentionLayer layer(plugin, args);
-      AttentionInfo info = layer.info();
-      line["attention"] = {{"name", cell.label},          {"plugin", plugin.name()},
-                           {"version", plugin.version()},  {"path", plugin.path},
-                           {"description", info.description}, {"details", params_to_json(info.details)}};
-      if (std::find(info.devices.begin(), info.devices.end(), device.is_cuda() ? "cuda" : "cpu") == info.devices.end()) {
-        throw SkipCell{fmt::format("plugin '{}' does not run on {}", plugin.name(), cell.device)};
-      }
-      std::vector<at::Tensor> batches;
-      for (int64_t b = 0; b < cell.samples; b += cell.batch) {
-        batches.push_back(data.tokens.slice(0, b, b + cell.batch).transpose(0, 1).contiguous());
-      }
-      CellContext measured(cell, layer, info, std::move(batches), device, &embeddings);
-      line["metrics"] = measure_cell(measured);
-      if (!outputs_dir.empty()) save_outputs(measured, outputs_dir, fmt::format("{:04d}_{}_{}", cell.index, cell.label, cell.hash));
-      line["status"] = "ok";
-      line["dtype"] = c10::toString(dtype);
-    } catch (const SkipCell& skip) {
-      line["status"] = "skipped";
-      line["message"] = skip.reason;
-    } catch (const PluginError& e) {
-      // The plugin said how it failed: a cell it cannot run is skipped, out of memory frees the cache.
-      line["status"] = e.status() == ATTNBENCH_UNSUPPORTED ? "skipped" : "error";
-      line["message"] = e.what();
-      if (e.status() == ATTNBENCH_OUT_OF_MEMORY) {
-        release_cached_memory(device);
-        const std::string message = e.what();
-        line["message"] = message + memory_hint(cell, message.find("run.max_memory") != std::string::npos);
-      }
-      any_error |= line["status"] == "error";
-    } catch (const c10::OutOfMemoryError& e) {
-      release_cached_memory(device);
-      const std::string message = e.what_without_backtrace();
-      line["status"] = "error";
-      line["message"] = message + memory_hint(cell, message.find("run.max_memory") != std::string::npos);
-      any_error = true;
-    } catch (const c10::Error& e) {
-      // c10::Error carries a C++ backtrace after its message; a user needs only the message.
-      line["status"] = "error";
-      line["message"] = e.what_without_backtrace();
-      any_error = true;
-    } catch (const std::exception& e) {
-      line["status"] = "error";
-      line["message"] = e.what();
-      any_error = true;
-    }
+    line = cell.settings.get_bool("run.isolate") ? run_cell_in_child(cell, std::move(line), outputs_dir, out)
+                                                 : run_cell(cell, std::move(line), embeddings, outputs_dir, out);
     set_cpu_memory_limit(0);  // outside cells (the results, the next embedding) nothing is bounded
+    any_error |= line["status"] == "error";
+    any_inconsistent |= line["status"] == "inconsistent";
     results.append(line);
     ++ran;
     line["label_text"] = label_text;
-    if (line["status"] == "ok") {
-      print_metrics(line["metrics"], out);
-    } else {
+    if (line["status"] == "ok" || line["status"] == "inconsistent") print_metrics(line["metrics"], out);
+    if (line["status"] == "inconsistent") {
+      fmt::print(out, "  {}\n", red(fmt::format("INCONSISTENT: {}; the timings are kept, but this layer's streaming "
+                                                "does not compute its forward", line["message"].get<std::string>()),
+                                    options.color));
+    } else if (line["status"] != "ok") {
       fmt::print(out, "  {}: {}\n", line["status"].get<std::string>(), line["message"].get<std::string>());
     }
     summary.push_back(line);
@@ -217,7 +269,14 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
   print_summary(summary, out);
   fmt::print(out, "\nresults: {} ({:.1f} s)\n", study.results_path,
              std::chrono::duration<double>(Clock::now() - start).count());
-  return any_error ? 1 : 0;
+  if (any_inconsistent) {
+    fmt::print(out, "{}\n", red(options.allow_inconsistent
+                                    ? "some cells are inconsistent (see above); --allow-inconsistent: exit status 0"
+                                    : "some cells are inconsistent (see above): exit status 1 (--allow-inconsistent "
+                                      "accepts them, or raise measure.tolerance_<dtype>)",
+                                options.color));
+  }
+  return any_error || (any_inconsistent && !options.allow_inconsistent) ? 1 : 0;
 }
 
 }  // namespace attnbench

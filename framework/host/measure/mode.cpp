@@ -1,5 +1,7 @@
 #include "measure/mode.h"
 
+#include "measure/isolate.h"
+
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
@@ -99,6 +101,7 @@ const Mode* find_mode(const std::string& name) {
 nlohmann::json measure_cell(CellContext& context) {
   nlohmann::json metrics = nlohmann::json::object();
   // A forward first, whatever the modes: a layer that returns NaN fails here, before any timing.
+  set_activity("the first forward(), before the modes");
   context.full_output();
   for (const Mode& mode : modes()) {
     if (mode.selectable && !context.cell.has_mode(mode.name)) continue;
@@ -106,9 +109,20 @@ nlohmann::json measure_cell(CellContext& context) {
       metrics[mode.name] = {{"skipped", "the layer is not causal (forward is unmasked), so step cannot match it"}};
       continue;
     }
+    set_activity("measuring mode '" + mode.name + "'");
     metrics.update(mode.run(context));
   }
   return metrics;
+}
+
+std::vector<std::string> inconsistencies(const nlohmann::json& metrics, CellContext& context) {
+  std::vector<std::string> out;
+  for (const Mode& mode : modes()) {
+    const nlohmann::json& own = json_at(metrics, mode.name);
+    if (!mode.gate || !own.is_object() || own.contains("skipped")) continue;
+    for (std::string& sentence : mode.gate(metrics, context)) out.push_back(std::move(sentence));
+  }
+  return out;
 }
 
 void print_metrics(const nlohmann::json& metrics, std::ostream& out) {

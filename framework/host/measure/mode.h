@@ -83,6 +83,9 @@ struct Mode {
   std::vector<MetricSpec> metrics;
   std::vector<SummaryColumn> summary;
   std::function<nlohmann::json(CellContext&)> run;  // the metrics it measured, merged into "metrics"
+  // A consistency gate: what in the metrics it wrote is beyond its tolerance, one sentence each; any
+  // makes the cell `inconsistent` (its metrics kept). Unset: the mode has no gate.
+  std::function<std::vector<std::string>(const nlohmann::json& metrics, CellContext& context)> gate;
   std::function<void(const nlohmann::json& metrics, std::ostream& out)> print;  // its console lines
 };
 
@@ -93,6 +96,20 @@ const Mode* find_mode(const std::string& name);
 
 // Runs the cell's selected modes and the always-on ones, in order; returns the cell's "metrics".
 nlohmann::json measure_cell(CellContext& context);
+
+// The gates of the modes that ran in the cell, in order: every sentence saying what is beyond its
+// tolerance; empty when the cell is consistent.
+std::vector<std::string> inconsistencies(const nlohmann::json& metrics, CellContext& context);
+
+// The tolerance of the consistency gates for the cell's compute dtype, and the study key that sets it
+// (measure.tolerance_fp32, _fp16 or _bf16: modes/consistency.cpp owns them).
+struct Tolerance {
+  double value = 0;
+  std::string key;
+};
+Tolerance consistency_tolerance(const CellContext& context);
+// "step vs full: relative RMS 1.05e+00 is beyond measure.tolerance_fp32 = 1.0e-04"
+std::string beyond(const std::string& what, const nlohmann::json& error, const Tolerance& tolerance);
 
 // The console report of one measured cell, mode by mode.
 void print_metrics(const nlohmann::json& metrics, std::ostream& out);

@@ -59,13 +59,13 @@ void print_summary(const std::vector<nlohmann::json>& rows, std::ostream& out) {
     }
   }
   auto width = [](const SummaryColumn& c) { return std::max<size_t>(12, c.title.size()); };
-  std::string header = fmt::format("\n{:<40} {:>8}", "cell", "status");
+  std::string header = fmt::format("\n{:<40} {:>12}", "cell", "status");  // "inconsistent" fits
   for (const SummaryColumn& c : columns) header += fmt::format(" {:>{}}", c.title, width(c));
   fmt::print(out, "{}\n", header);
   for (const auto& r : rows) {
     static const nlohmann::json no_metrics = nlohmann::json::object();
     const nlohmann::json& m = r.contains("metrics") ? r["metrics"] : no_metrics;
-    std::string line = fmt::format("{:<40} {:>8}", r["label_text"].get<std::string>().substr(0, 40), r["status"].get<std::string>());
+    std::string line = fmt::format("{:<40} {:>12}", r["label_text"].get<std::string>().substr(0, 40), r["status"].get<std::string>());
     for (const SummaryColumn& c : columns) line += fmt::format(" {:>{}}", cell_text(json_at(m, c.path), c.format), width(c));
     fmt::print(out, "{}\n", line);
   }

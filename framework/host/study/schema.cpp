@@ -89,6 +89,11 @@ std::vector<StudyKey> core_keys() {
                                                                      : "'" + text + "' is not auto, none or a size such as 8GB";
   };
   keys.push_back(max_memory);
+  StudyKey isolate = key("run.isolate", T::kBool, "false",
+                         "run each cell in a child process: a crash (a signal) becomes that cell's error naming the "
+                         "signal, and the other cells run; set it for the whole study");
+  isolate.hashed = Hashed::kNever;
+  keys.push_back(isolate);
 
   cell_key(with_range(key("measure.warmup", T::kInt, "1", "untimed runs before the timed ones"), 0),
            to(&MeasureSettings::warmup));

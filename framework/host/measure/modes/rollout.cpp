@@ -1,9 +1,12 @@
 // Mode `rollout`: the multistep closed loop. Feed x[0..seed_len), then feed each output back as the next
 // input `horizon` times, once by step() and once by prefix recompute; each token is fed exactly once.
+// Gated like the consistency mode, by the same tolerance (modes/consistency.cpp).
 #include "measure/mode.h"
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
+
+#include <limits>
 
 namespace attnbench {
 namespace {
@@ -24,8 +27,8 @@ Mode rollout_mode() {
   m.needs_causal = true;
   m.metrics = {
       {"rollout.step_vs_prefix", "error", "1", "lower",
-       "error object plus `seed_len`, `horizon`: closed loop, feeding x[0..seed_len) then each output back `horizon` "
-       "times, by step against prefix recompute; each token is fed once"},
+       "error object plus `seed_len`, `horizon` and `tolerance` (as consistency.tolerance): closed loop, feeding "
+       "x[0..seed_len) then each output back `horizon` times, by step against prefix recompute; each token is fed once"},
   };
   m.summary = {{"rollout", "rollout.step_vs_prefix", "rel"}};
   m.run = [](CellContext& c) {
@@ -35,12 +38,21 @@ Mode rollout_mode() {
     nlohmann::json error = to_json(compare(by_step, by_prefix));
     error["seed_len"] = c.cell.seed_len;
     error["horizon"] = c.cell.horizon;
+    error["tolerance"] = consistency_tolerance(c).value;
     return nlohmann::json{{"rollout", {{"step_vs_prefix", error}}}};
+  };
+  m.gate = [](const nlohmann::json& metrics, CellContext& c) {
+    const nlohmann::json& e = metrics["rollout"]["step_vs_prefix"];
+    const Tolerance tolerance = consistency_tolerance(c);
+    if (e["rel_rms"].get<double>() <= tolerance.value) return std::vector<std::string>{};
+    return std::vector<std::string>{beyond("closed loop, step vs prefix", e, tolerance)};
   };
   m.print = [](const nlohmann::json& metrics, std::ostream& out) {
     const nlohmann::json& e = metrics["rollout"]["step_vs_prefix"];
-    fmt::print(out, "  [Closed loop]     step vs prefix: {}  (seed_len={}, horizon={})\n", error_text(e),
-               e["seed_len"].get<int64_t>(), e["horizon"].get<int64_t>());
+    const double tolerance = e.value("tolerance", std::numeric_limits<double>::infinity());
+    fmt::print(out, "  [Closed loop]     step vs prefix: {}  (seed_len={}, horizon={}){}\n", error_text(e),
+               e["seed_len"].get<int64_t>(), e["horizon"].get<int64_t>(),
+               e["rel_rms"].get<double>() > tolerance ? fmt::format("  (beyond the tolerance {:.1e})", tolerance) : "");
   };
   return m;
 }
