@@ -100,9 +100,9 @@ const Mode* find_mode(const std::string& name) {
 
 nlohmann::json measure_cell(CellContext& context) {
   nlohmann::json metrics = nlohmann::json::object();
-  // A forward first, whatever the modes: a layer that returns NaN fails here, before any timing.
-  set_activity("the first forward(), before the modes");
-  context.full_output();
+  // No forward here for its own sake: a cell that only streams a long sequence should not pay for (or
+  // hold) a whole-sequence forward. The modes that use forward's output check it is finite, and the state
+  // mode, which every cell runs, checks step's.
   for (const Mode& mode : modes()) {
     if (mode.selectable && !context.cell.has_mode(mode.name)) continue;
     if (mode.needs_causal && !context.info.causal) {

@@ -22,6 +22,7 @@ Mode full_mode() {
   };
   m.summary = {{"full", "full.time_ms", "ms"}, {"tok/s full", "full.tokens_per_s", "rate"}};
   m.run = [](CellContext& c) {
+    c.full_output();  // a layer whose forward returns NaN fails here, before any timing
     Stats s = c.measurer().time_full();
     const double tokens_per_s = s.median > 0 ? static_cast<double>(c.tokens()) / (s.median / 1000.0) : 0.0;
     return nlohmann::json{

@@ -9,21 +9,25 @@
 namespace attnbench {
 namespace {
 
-// State size after 0, 1, 2, 4, ... tokens and after the last, for "state bytes against tokens".
+// State size after 0, 1, 2, 4, ... tokens and after the last, for "state bytes against tokens". Every
+// cell streams here, so this is where a step that returns NaN or Inf is caught (checked on the device,
+// read once at the end).
 nlohmann::json state_growth(AttentionLayer& layer, const at::Tensor& x) {
   auto state = layer.init_state(x.size(1));
   layer.reserve(*state, x.size(0));
   nlohmann::json tokens = nlohmann::json::array(), bytes = nlohmann::json::array();
   tokens.push_back(0);
   bytes.push_back(layer.state_bytes(*state));
+  at::Tensor finite = at::ones({}, x.options().dtype(at::kBool));
   for (int64_t t = 0; t < x.size(0); ++t) {
-    layer.step(x[t], *state);
+    finite.logical_and_(at::isfinite(layer.step(x[t], *state)).all());
     int64_t n = t + 1;
     if ((n & (n - 1)) == 0 || n == x.size(0)) {
       tokens.push_back(n);
       bytes.push_back(layer.state_bytes(*state));
     }
   }
+  if (!finite.item<bool>()) throw PluginError(fmt::format("plugin '{}' step() returned NaN or Inf", layer.plugin().name()));
   return {{"tokens", tokens}, {"bytes", bytes}};
 }
 
