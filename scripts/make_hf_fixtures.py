@@ -15,7 +15,10 @@ torch 1.13.1 (Debian's python3-torch) on the CPU:
     /tmp/hf-env/bin/pip install transformers==4.44.2 sentencepiece protobuf safetensors
     /tmp/hf-env/bin/python scripts/make_hf_fixtures.py
 
-Weights come from fixed seeds and the BPE and Unigram vocabularies come out the same each run; the
+Keep those versions: tokenizers 0.23.3 (transformers 5.17.0's) gives the same ids for these files, but
+transformers 5 would save the xlm-roberta tokenizer with its own normalizer and pre-tokenizer instead of
+the converted SentencePiece pipeline (docs/embedders.md). Weights come from fixed seeds and the BPE and
+Unigram vocabularies come out the same each run; the
 WordPiece trainer breaks ties between equally frequent pieces differently from run to run, so
 regenerated bert and distilbert fixtures hold another (equally valid) vocabulary. Each family's folder
 is replaced whole, tokenizer and expected values together.

@@ -1,7 +1,9 @@
 // Hugging Face's fast-tokenizer pipeline, read from a checkpoint's tokenizer.json (or, without one,
 // from its older files): added tokens, normalizer, pre-tokenizer, model (WordPiece, byte-level BPE or
 // Unigram) and post-processor, each step as the tokenizers library defines it, so that the ids equal
-// AutoTokenizer's. Text only: no offsets, no padding, no pairs.
+// the library's for the file (and AutoTokenizer's wherever transformers runs the file's pipeline; since
+// transformers 5 some tokenizer classes substitute their own: docs/embedders.md). Text only: no offsets,
+// no padding, no pairs.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>

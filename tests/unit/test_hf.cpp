@@ -8,6 +8,9 @@
 //  - a checkpoint without tokenizer.json, read from its older files (vocab.txt, vocab.json and
 //    merges.txt), gives the same ids;
 //  - added tokens' single_word, lstrip, rstrip and normalized options give the library's ids;
+//  - the pipeline a tokenizer.json states is the one run: the XLM-R fixture with the normalizer and
+//    pre-tokenizer transformers 5 builds for XLMRobertaTokenizer (and writes when it saves) gives
+//    transformers 5's ids, which differ from the file's own for exactly three hard texts;
 //  - the `hf` embedder runs a study with each family and reports its model_type and tokenizer;
 //  - an unsupported model_type, tokenizer part or missing tokenizer is an error naming it and the choices.
 #include "model.h"
@@ -20,6 +23,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "cli/run_study.h"
@@ -134,7 +138,8 @@ TEST(HfLegacyFiles, GiveTheIdsOfTokenizerJson) {
   }
 }
 
-// Added tokens' options, with the ids the tokenizers library (0.19.1) gives for this tokenizer.json.
+// Added tokens' options, with the ids the tokenizers library (0.19.1 and 0.23.3 alike) gives for this
+// tokenizer.json.
 TEST(HfAddedTokens, SingleWordStripAndNormalizedAsTheLibrary) {
   const std::string path = temp_path("added_tokens.json");
   std::ofstream(path) << R"({"added_tokens": [
@@ -157,6 +162,43 @@ TEST(HfAddedTokens, SingleWordStripAndNormalizedAsTheLibrary) {
   EXPECT_EQ(t.encode("a  [L]  b"), (std::vector<int64_t>{1, 3, 14, 4, 2}));
   EXPECT_EQ(t.encode("[R][L]"), (std::vector<int64_t>{1, 13, 14, 2}));
   EXPECT_EQ(t.encode("HELLO hello"), (std::vector<int64_t>{1, 15, 15, 2}));  // matched after lower-casing
+}
+
+// transformers 5's XLMRobertaTokenizer keeps a tokenizer.json's vocabulary and character map but runs its
+// own normalizer (Precompiled alone: no Strip, no Replace of space runs) and pre-tokenizer (WhitespaceSplit,
+// then Metaspace), and save_pretrained writes that pipeline. attnbench runs whichever pipeline the file
+// states; the ids below are transformers 5.17.0's AutoTokenizer's for the fixture and tokenizers 0.23.3's
+// for the rewritten file, which agree.
+TEST(HfXlmRoberta, TheFileStatesThePipelineTransformers5WritesItsOwn) {
+  std::ifstream in(kFixtures / "xlm-roberta" / "tokenizer.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  ASSERT_EQ(j["normalizer"]["normalizers"][0]["type"], "Precompiled");
+  j["normalizer"] = j["normalizer"]["normalizers"][0];
+  j["pre_tokenizer"] = nlohmann::json::parse(R"({"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"},
+    {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": true}]})");
+  const std::string path = temp_path("xlm_roberta_transformers5.json");
+  std::ofstream(path) << j.dump();
+  const Tokenizer t = Tokenizer::from_json_file(path);
+  const std::map<size_t, std::vector<int64_t>> changed = {
+      // "\r" is a word character to Metaspace, whitespace to WhitespaceSplit
+      {9, {0, 43, 164, 10, 5, 27, 4, 11, 208, 40, 114, 22, 13, 361, 139, 5, 4, 11, 20, 143, 5, 98, 28, 20, 10, 115, 4, 133, 84, 4, 29, 4,
+           217, 284, 389, 391, 2}},
+      // U+2003, U+2028, U+2029 and U+0085 (no rule in the fixture's character map) split words instead of being unknown
+      {17, {0, 4, 224, 88, 88, 361, 139, 5, 146, 160, 176, 143, 22, 20, 115, 4, 13, 47, 4, 102, 88, 13, 40, 399, 18, 20, 154, 253, 257, 4,
+            133, 13, 348, 18, 20, 399, 18, 20, 154, 253, 4, 10, 210, 11, 7, 2}},
+      // <mask>'s lstrip takes the spaces before it, which no Replace has turned into a metaspace
+      {24, {0, 4, 394, 20, 5, 115, 361, 204, 82, 146, 401, 4, 29, 401, 4, 29, 4, 398, 394, 378, 185, 3, 397, 365, 7, 2}}};
+  const attnbench::TensorFile f = attnbench::load_safetensors((kFixtures / "xlm-roberta" / "expected.safetensors").string());
+  const auto all = texts();
+  for (size_t i = 0; i < all.size(); ++i) {
+    const auto it = changed.find(i);
+    if (it == changed.end()) {
+      EXPECT_EQ(t.encode(all[i]), expected_ids(f, i)) << "text " << i << ": " << all[i];
+    } else {
+      EXPECT_EQ(t.encode(all[i]), it->second) << "text " << i << ": " << all[i] << "\n  ours " << printable(t.encode(all[i]));
+      EXPECT_NE(expected_ids(f, i), it->second) << "text " << i;  // the file's own pipeline gives other ids
+    }
+  }
 }
 
 std::string tokenizer_error(const std::string& dir, const std::string& type = "bert") {
