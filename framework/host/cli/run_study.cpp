@@ -87,7 +87,7 @@ void print_cells(const Study& study, std::ostream& out) {
 
 int run_study(const Study& study, const RunOptions& options, std::ostream& out) {
   ResultsFile results(study.results_path);
-  if (results.repaired()) fmt::print(out, "note: {}: cut off a half-written last line\n", study.results_path);
+  for (const std::string& note : results.notes()) fmt::print(out, "note: {}\n", note);
   const std::string outputs_dir = options.save_outputs_dir.empty() ? study.save_outputs_dir : options.save_outputs_dir;
   nlohmann::json context = make_context();
   fmt::print(out, "attnbench study '{}' ({}): {} cells -> {}\n", study.name, study.file, study.cells.size(),
@@ -114,8 +114,15 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
   for (const Cell& cell : study.cells) {
     ++position;
     std::string label_text = cell.label + axes_text(cell);
+    // Claimed first, then looked up: a runner sharing the file may have finished it since the start.
+    if (!results.claim(cell.hash)) {
+      fmt::print(out, "[{}/{}] {}: another runner is running it now (same results file), skipped\n", position, total,
+                 label_text);
+      continue;
+    }
     auto done = results.done().find(cell.hash);
     if (done != results.done().end() && !options.force) {
+      results.release(cell.hash);
       fmt::print(out, "[{}/{}] {}: already in {} ({}), skipped; --force reruns it\n", position, total,
                  label_text, study.results_path, done->second);
       continue;
