@@ -272,7 +272,7 @@ Params complete_params(const Plugin& plugin, const Params& given) {
   for (const auto& [key, value] : given.items()) {
     const attnbench_param_spec_v1* spec = plugin.find_param(key);
     if (spec == nullptr) {
-      throw std::invalid_argument(fmt::format("plugin '{}' has no parameter '{}'; valid: {}", plugin.name(), key,
+      throw InvalidParameter(key, fmt::format("plugin '{}' has no parameter '{}'; valid: {}", plugin.name(), key,
                                               plugin.param_names()));
     }
     ParamValue v = value;
@@ -287,8 +287,8 @@ Params complete_params(const Plugin& plugin, const Params& given) {
       case ATTNBENCH_PARAM_STRING: ok = std::holds_alternative<std::string>(v); break;
     }
     if (!ok) {
-      throw std::invalid_argument(fmt::format("plugin '{}' parameter '{}' must be a {}", plugin.name(), key,
-                                              param_type_name(spec->type)));
+      throw InvalidParameter(key, fmt::format("plugin '{}' parameter '{}' must be {}", plugin.name(), key,
+                                              with_article(param_type_name(spec->type))));
     }
     out.set(key, v);
   }
@@ -313,6 +313,7 @@ LoadOptions plugin_aware_options(std::vector<std::string> overrides) {
   options.has_param = [](const std::string& plugin, const std::string& key) {
     return load_plugin(plugin, ATTNBENCH_PLUGIN_ATTENTION).find_param(key) != nullptr;
   };
+  options.param_names = [](const std::string& plugin) { return load_plugin(plugin, ATTNBENCH_PLUGIN_ATTENTION).param_names(); };
   options.complete_params = [](attnbench_plugin_kind kind, const std::string& plugin, const Params& given) {
     return complete_params(load_plugin(plugin, kind), given);
   };
