@@ -31,7 +31,7 @@ options:
   --force              rerun cells already present in the results file
   --results FILE       write results to FILE instead of the study's output.results
   --save-outputs DIR   save each cell's input, forward, step and prefix outputs as .safetensors
-  --filter REGEX       run only the cells whose line in --dry-run matches REGEX (ECMAScript)
+  --filter REGEX       run only the cells whose line in --dry-run matches REGEX (RE2 syntax)
   --devices 0,1,...    run the cells over these CUDA devices in parallel, one runner process per device
                        (CUDA_VISIBLE_DEVICES), merged into the results file with every cell once
   --shard I/N          run only shard I of N (cells I, I+N, I+2N, ... of those --filter kept); the
