@@ -203,6 +203,13 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
       line["status"] = "error";
       line["message"] = e.what_without_backtrace();
       any_error = true;
+    } catch (const std::bad_alloc&) {
+      // The host's own allocation failed (a plugin's comes as a PluginError): "std::bad_alloc" alone
+      // says neither what ran out nor what to lower.
+      release_cached_memory(device);
+      line["status"] = "error";
+      line["message"] = "out of memory: an allocation failed" + memory_hint(cell, false);
+      any_error = true;
     } catch (const std::exception& e) {
       line["status"] = "error";
       line["message"] = e.what();
