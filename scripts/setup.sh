@@ -11,7 +11,7 @@ packages=(
   build-essential cmake ninja-build ccache git unzip python3 python3-pip
   libtorch-dev libopenblas0-pthread
   libyaml-cpp-dev libfmt-dev libeigen3-dev libboost-dev libspectra-dev
-  libgtest-dev nlohmann-json3-dev libbz2-dev libutf8proc-dev libonig-dev
+  libgtest-dev nlohmann-json3-dev libbz2-dev libutf8proc-dev libonig-dev libre2-dev
   clang-14 libclang-rt-14-dev python3-matplotlib
   chromium  # headless, for the HTML report's test (tests/scripts/test_report_page.py)
   python3-dev python3-torch pybind11-dev   # the python plugin: Debian's torch for Python is libtorch-dev's 1.13

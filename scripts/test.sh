@@ -15,15 +15,17 @@ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_
   > build-fuzz.log 2>&1 || { cat build-fuzz.log; exit 1; }
 cmake --build build-fuzz --target fuzz_all --parallel "$(nproc)" >> build-fuzz.log 2>&1 || { tail -50 build-fuzz.log; exit 1; }
 export ASAN_OPTIONS=detect_leaks=0  # libtorch and the never-unloaded plugins hold memory until exit on purpose
-declare -A seeds=([study]="configs tests/output" [corpus]="data tests/fixtures/hf" [safetensors]="" [tokenizer]="tests/fixtures/hf")
-for target in study corpus safetensors tokenizer; do
+declare -A seeds=([study]="configs tests/output" [overrides]="" [corpus]="data tests/fixtures/hf" [wikitext]="data"
+                  [safetensors]="" [tokenizer]="tests/fixtures/hf")
+declare -A dicts=([wikitext]="-dict=tests/fuzz/wikitext.dict")
+for target in study overrides corpus wikitext safetensors tokenizer; do
   corpus=$(mktemp -d)
   for dir in ${seeds[$target]}; do cp "$dir"/* "$corpus"/ 2>/dev/null || true; done
   regressions=(tests/fuzz/regressions/"$target"-*)
   if [[ -e ${regressions[0]} ]]; then ./build-fuzz/tests/fuzz/fuzz_"$target" "${regressions[@]}" > /dev/null 2>&1; fi
   # A fixed seed and a small run count keep CI close to deterministic; longer runs explore (see
   # tests/fuzz/CMakeLists.txt) and what they find goes into tests/fuzz/regressions/.
-  ./build-fuzz/tests/fuzz/fuzz_"$target" -seed=1 -runs="${ATTNBENCH_FUZZ_RUNS:-2000}" -max_len=4096 \
+  ./build-fuzz/tests/fuzz/fuzz_"$target" -seed=1 -runs="${ATTNBENCH_FUZZ_RUNS:-2000}" -max_len=4096 ${dicts[$target]:-} \
     -artifact_prefix=build-fuzz/ "$corpus" > build-fuzz/fuzz_"$target".log 2>&1 \
     || { tail -40 build-fuzz/fuzz_"$target".log; exit 1; }
   echo "fuzz_$target: $(grep -E '^Done [0-9]+ runs' build-fuzz/fuzz_"$target".log)"

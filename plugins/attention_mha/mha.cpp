@@ -48,7 +48,8 @@ class MultiheadAttention final : public attnbench::Attention {
                                                          "; leave embed_dim at 0 to follow the embedder");
     }
     attnbench::checks::divides("mha", "heads", p.get_int("heads"), e);
-    attnbench::checks::in_range("mha", "max_len", static_cast<double>(p.get_int("max_len")), 0, INFINITY);
+    // The cache is allocated whole at max_len: beyond twice the longest sequence a study may have, a typo.
+    attnbench::checks::in_range("mha", "max_len", static_cast<double>(p.get_int("max_len")), 0, 1 << 23);
     attnbench::checks::file_or_empty("mha", "weights", p.get_string("weights"));
   }
 

@@ -41,6 +41,11 @@ const attnbench_param_spec_v1 kParams[] = {
 
 // Beyond a million nodes the input weights alone (N x E floats) outgrow any machine this runs on.
 constexpr double kMaxSize = 1 << 20;
+// Products of sizes: 2^31 entries (8 GB of floats, 24 GB as the triplets that build W); the geometric
+// graph keeps every node pair (24 bytes each); smallworld and dense uniform graphs visit every pair.
+constexpr double kMaxNonzeros = 2147483648.0;
+constexpr double kMaxPairs = 1073741824.0;
+constexpr double kMaxVisitedPairs = 17179869184.0;
 // Rows of the batched readout at once: (H, rows, N) floats, 16 MB at H = 4, N = 256.
 constexpr int64_t kReadoutRows = 4096;
 
@@ -78,6 +83,18 @@ class ReservoirAttention final : public attnbench::Attention {
     const double side = std::ceil(std::sqrt(static_cast<double>(p.get_int("res_size"))));
     integer("local_radius", 1, 2 * side);
     file_or_empty(who, "weights", p.get_string("weights"));
+    // Each size is bounded alone above; their products are what memory and time pay for.
+    const double n = static_cast<double>(p.get_int("res_size"));
+    const double in = static_cast<double>(p.get_int("in_size") > 0 ? p.get_int("in_size") : embed_dim);
+    const std::string& topology = p.get_string("topology");
+    size_at_most(who, "res_size", "the nonzeros of W (density x res_size^2)", p.get_float("density") * n * n, kMaxNonzeros);
+    if (topology == "geometric") {
+      size_at_most(who, "res_size", "the node pairs a geometric graph sorts (res_size (res_size - 1) / 2)", n * (n - 1) / 2,
+                   kMaxPairs);
+    } else if (topology == "smallworld" || p.get_float("density") > 0.5) {
+      size_at_most(who, "res_size", "the node pairs this graph visits (res_size^2)", n * n, kMaxVisitedPairs);
+    }
+    size_at_most(who, "in_size", "the input weights (res_size x (1 + in_size))", n * (1 + in), kMaxNonzeros);
   }
 
   explicit ReservoirAttention(const attnbench::CreateArgs& args)

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -103,6 +104,7 @@ class HfEmbedder final : public attnbench::Embedder {
 
   attnbench::EmbedderInfo info() const override {
     attnbench::EmbedderInfo info;
+    if (!warning_.empty()) info.details.set("cache_warning", warning_);
     info.description = description_.empty() ? fs::path(model_dir_).filename().string() + " on " + corpus_.path : description_;
     info.embed_dim = config_.hidden_size;
     info.details.set("model", model_dir_);
@@ -125,12 +127,20 @@ class HfEmbedder final : public attnbench::Embedder {
     const std::string cache_file = cache_dir_.empty() ? ""
         : (fs::path(cache_dir_) / (std::string(kName) + "_" + attnbench::hash_json(key) + ".safetensors")).string();
     const std::string model_name = fs::path(model_dir_).filename().string();
-    if (!cache_file.empty() && fs::exists(cache_file)) {
-      attnbench::TensorFile file = attnbench::load_safetensors(cache_file);
-      cached_ = true;
-      description_ = file.metadata.count("description") ? file.metadata.at("description") : model_name;
-      return attnbench::require_tensor(file, cache_file, "embeddings", {samples, seq_len, config_.hidden_size})
-          .to(args_.device, args_.dtype);
+    std::error_code exists_ec;
+    if (!cache_file.empty() && fs::exists(cache_file, exists_ec)) {
+      // A cache is only a copy: one that does not load (cut short, another format, edited) is made again
+      // rather than failing every run until someone deletes it.
+      try {
+        attnbench::TensorFile file = attnbench::load_safetensors(cache_file);
+        at::Tensor embeddings =
+            attnbench::require_tensor(file, cache_file, "embeddings", {samples, seq_len, config_.hidden_size});
+        cached_ = true;
+        description_ = file.metadata.count("description") ? file.metadata.at("description") : model_name;
+        return embeddings.to(args_.device, args_.dtype);
+      } catch (const attnbench::SafetensorsError& e) {
+        warn(std::string("the embedding cache does not load (") + e.what() + "); computing the embeddings again");
+      }
     }
 
     const attnbench::text::Tokenizer tokenizer = attnbench::text::Tokenizer::from_directory(model_dir_, config_.model_type);
@@ -172,12 +182,23 @@ class HfEmbedder final : public attnbench::Embedder {
          << seq_len << "+ tokens, " << skipped_short_ << " shorter skipped)";
     description_ = text.str();
     if (!cache_file.empty()) {
-      attnbench::save_safetensors(cache_file, {{"embeddings", embeddings.to(at::kFloat)}}, {{"description", description_}});
+      // The embeddings are computed: a cache that cannot be written (a full disk) costs the next run time,
+      // not this cell its result. save_safetensors writes it whole or not at all.
+      try {
+        attnbench::save_safetensors(cache_file, {{"embeddings", embeddings.to(at::kFloat)}}, {{"description", description_}});
+      } catch (const attnbench::SafetensorsError& e) {
+        warn(std::string("the embedding cache was not written (") + e.what() + "); the next run computes them again");
+      }
     }
     return embeddings;
   }
 
  private:
+  void warn(const std::string& what) {
+    warning_ = std::string(kName) + ": " + what;
+    std::cerr << "warning: " << warning_ << "\n";
+  }
+
   attnbench::CreateArgs args_;
   std::string model_dir_;
   int64_t batch_size_;
@@ -186,6 +207,7 @@ class HfEmbedder final : public attnbench::Embedder {
   attnbench::text::ModelConfig config_;
   std::string description_, tokenizer_source_;
   bool cached_ = false;
+  std::string warning_;  // what went wrong with the cache, in the results' embedder details
   int64_t skipped_short_ = 0;
   double tokens_per_s_ = 0;  // one timed pass of the model (tokenizing and reading excluded)
 };

@@ -13,9 +13,17 @@
 namespace attnbench::text {
 namespace {
 
-int64_t require_int(const nlohmann::json& j, const std::string& key, const std::string& path) {
+// A size from config.json; beyond 2^24 (or below `least`) it is a broken file, not a model, and would
+// surface later as an allocation failure that names nothing.
+int64_t require_int(const nlohmann::json& j, const std::string& key, const std::string& path, int64_t least = 1) {
   if (!j.contains(key) || !j[key].is_number_integer()) throw ModelError(path + ": config has no integer '" + key + "'");
-  return j[key].get<int64_t>();
+  const int64_t value = j[key].get<int64_t>();
+  constexpr int64_t kMost = int64_t{1} << 24;
+  if (value < least || value > kMost) {
+    throw ModelError(path + ": '" + key + "' is " + std::to_string(value) + "; it must be in [" + std::to_string(least) +
+                     ", " + std::to_string(kMost) + "]");
+  }
+  return value;
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -84,7 +92,7 @@ ModelConfig parse_model_config(const std::string& model_dir) {
   if (c.model_type == "gpt2") {
     c.family = Family::kGpt2;
     c.hidden_size = require_int(j, "n_embd", path);
-    c.layers = require_int(j, "n_layer", path);
+    c.layers = require_int(j, "n_layer", path, 0);
     c.heads = require_int(j, "n_head", path);
     c.intermediate_size = j.contains("n_inner") && j["n_inner"].is_number_integer() ? j["n_inner"].get<int64_t>() : 4 * c.hidden_size;
     c.max_positions = j.contains("n_positions") ? require_int(j, "n_positions", path) : j.value("n_ctx", int64_t{1024});
@@ -96,7 +104,7 @@ ModelConfig parse_model_config(const std::string& model_dir) {
   } else if (c.model_type == "distilbert") {
     c.family = Family::kDistilBert;
     c.hidden_size = require_int(j, "dim", path);
-    c.layers = require_int(j, "n_layers", path);
+    c.layers = require_int(j, "n_layers", path, 0);
     c.heads = require_int(j, "n_heads", path);
     c.intermediate_size = require_int(j, "hidden_dim", path);
     c.max_positions = j.value("max_position_embeddings", int64_t{512});
@@ -106,7 +114,7 @@ ModelConfig parse_model_config(const std::string& model_dir) {
   } else {
     c.family = c.model_type == "bert" ? Family::kBert : Family::kRoberta;
     c.hidden_size = require_int(j, "hidden_size", path);
-    c.layers = require_int(j, "num_hidden_layers", path);
+    c.layers = require_int(j, "num_hidden_layers", path, 0);
     c.heads = require_int(j, "num_attention_heads", path);
     c.intermediate_size = require_int(j, "intermediate_size", path);
     c.max_positions = j.value("max_position_embeddings", int64_t{512});

@@ -417,3 +417,303 @@ class CheckerAndGates(unittest.TestCase):
             "run: {seed_len: 2, horizon: 2}", "run: {seed_len: 2, horizon: 2, isolate: true}"), 1,
             "the cell's process crashed with SIGSEGV (segmentation fault: a bad memory access)")
         self.assertEqual([json.loads(l)["status"] for l in lines], ["error", "ok"])
+
+
+# --- issue 22: results are sacred ------------------------------------------------------------------
+# Every case the issue lists, through the real runner: no signal, no hang past the timeout, the message
+# named, and the bytes of every results and cache file compared before and after.
+
+CRASH_SIGNS = ("Segmentation", "terminate called", "std::bad_alloc", "filesystem_error", "Exception raised from",
+               "frame #")
+# The two-writer test's trials per run (ATTNBENCH_TWO_WRITER_TRIALS=20 repeats it in one go).
+TWO_WRITER_TRIALS = int(os.environ.get("ATTNBENCH_TWO_WRITER_TRIALS", "1"))
+
+
+def article(wikitext):
+    """A MediaWiki dump holding one article."""
+    return ("<mediawiki><page><title>T</title><ns>0</ns><revision><text xml:space=\"preserve\">" + wikitext +
+            "</text></revision></page></mediawiki>\n")
+
+
+class SacredBase(unittest.TestCase):
+    """A scratch folder holding a results file with GOOD's one cell, and runners that must not crash."""
+    path, file, model = Catalogue.path, Catalogue.file, Catalogue.model
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.results = self.path("results.jsonl")
+        self.good = self.file("good.yaml", GOOD)
+        self.assertEqual(self.run_runner(self.good).returncode, 0)
+        self.before = self.bytes(self.results)
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def bytes(self, path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    def run_runner(self, *args, results=None, timeout=60, env=None):
+        """The runner on `args` (with --results unless `results` is False); fails on a signal or a crash's
+        trace in its output, and on a hang (TimeoutExpired)."""
+        command = [RUNNER, *args] + ([] if results is False else ["--results", results or self.results])
+        done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout,
+                              env=dict(os.environ, OPENBLAS_NUM_THREADS="1", **(env or {})))
+        output = done.stdout + done.stderr
+        self.assertGreaterEqual(done.returncode, 0, f"killed by signal {-done.returncode}: {output[-2000:]}")
+        for sign in CRASH_SIGNS:
+            self.assertNotIn(sign, output)
+        done.output = output
+        return done
+
+    def refused(self, args, message, results=None, timeout=60):
+        """`args` exit 2 with `message`, and the results file keeps every byte."""
+        path = results or self.results
+        before = self.bytes(path) if os.path.isfile(path) else None
+        done = self.run_runner(*args, results=path, timeout=timeout)
+        self.assertEqual(done.returncode, 2, done.output)
+        self.assertIn(message, done.output)
+        self.assertEqual(self.bytes(path) if os.path.isfile(path) else None, before, "the results file changed")
+        return done
+
+    def new_lines(self):
+        """The results file still starts with what it held; the lines added, parsed."""
+        after = self.bytes(self.results)
+        self.assertTrue(after.startswith(self.before), "earlier results were changed")
+        return [json.loads(line) for line in after[len(self.before):].decode().splitlines()]
+
+    def corpus_study(self, corpus, cache_dir="''", seq_len=4):
+        return study(data="{embedder: bert, params: {model: %s, corpus: %s, cache_dir: %s}, seq_len: %d}"
+                     % (self.model(), corpus, cache_dir, seq_len), attention="[{plugin: mha, params: {heads: 2}}]")
+
+
+class SacredCrashes(SacredBase):
+    def test_set_path_ending_in_a_dot(self):
+        self.refused([self.good, "--set", "run.=5"], "--set run.=5: 'run.' has an empty part; write a path such as run.threads")
+
+    def test_matrix_key_ending_in_a_dot(self):
+        self.refused([self.file("bad.yaml", study(extra='matrix: {"run.": [1, 2]}\n'))],
+                     "bad.yaml:6:18: matrix.run.: 'run.' has an empty part")
+
+    def test_mediawiki_article_with_40000_nested_links(self):
+        depth = 40000
+        corpus = self.file("deep.xml", article("a b a b " + "[[x|" * depth + "a b" + "]]" * depth))
+        done = self.run_runner(self.file("bad.yaml", self.corpus_study(corpus)), timeout=120)
+        self.assertEqual(done.returncode, 0, done.output)
+        self.assertEqual([line["status"] for line in self.new_lines()], ["ok"])
+
+    def filter_finds_the_cell(self, pattern):
+        done = self.run_runner(self.good, "--dry-run", "--filter", pattern, timeout=30)
+        self.assertEqual(done.returncode, 0, done.output)
+        self.assertIn("1 cells", done.stdout)
+        self.assertEqual(self.bytes(self.results), self.before)
+
+    def test_filter_with_20000_nested_parentheses(self):
+        self.filter_finds_the_cell("(" * 20000 + "fx" + ")" * 20000)
+
+    def test_filter_that_backtracks(self):
+        self.filter_finds_the_cell("(.*)*" * 2000 + "fx")
+
+    def test_symlink_loop_in_the_plugin_path(self):
+        plugins = self.path("plugins")
+        os.makedirs(plugins)
+        os.symlink(os.path.join(plugins, "attnbench_loop.so"), os.path.join(plugins, "attnbench_loop.so"))
+        done = self.run_runner("--list-plugins", results=False, env={"ATTNBENCH_PLUGIN_PATH": plugins})
+        self.assertEqual(done.returncode, 0, done.output)
+        self.assertIn(os.path.join(plugins, "attnbench_loop.so") + "\n    unusable: cannot resolve the path: Too many "
+                      "levels of symbolic links", done.stdout)
+        self.assertEqual(self.bytes(self.results), self.before)
+
+
+class SacredResults(SacredBase):
+    def test_complete_last_line_without_its_newline_is_kept(self):
+        with open(self.results, "wb") as f:
+            f.write(self.before[:-1])
+        done = self.run_runner(self.good)
+        self.assertEqual(done.returncode, 0, done.output)
+        self.assertIn(f"note: {self.results}: its last line was complete but had no newline; added one", done.stdout)
+        self.assertIn("already in", done.stdout)  # not measured again
+        self.assertEqual(self.bytes(self.results), self.before)
+
+    def test_torn_last_line_moves_to_a_sidecar(self):
+        torn = b'{"attention": {"name": "fx"}, "axes": {"attention": "f'
+        with open(self.results, "ab") as f:
+            f.write(torn)
+        done = self.run_runner(self.file("bad.yaml", study()))
+        self.assertEqual(done.returncode, 0, done.output)
+        self.assertIn(f"note: {self.results}: moved a half-written last line ({len(torn)} bytes, from a runner stopped "
+                      f"while writing) to {self.results}.torn", done.stdout)
+        self.assertEqual(self.bytes(self.results + ".torn"), torn)
+        self.assertEqual([line["status"] for line in self.new_lines()], ["ok"])
+
+    def refused_file(self, content, message):
+        with open(self.results, "wb") as f:
+            f.write(content)
+        self.refused([self.file("bad.yaml", study())], f"{self.results}:{message}")
+        self.assertFalse(os.path.exists(self.results + ".torn"))
+
+    def test_binary_file_without_a_newline_is_refused(self):
+        self.refused_file(bytes(b for b in range(1, 256) if b != 10) * 17,
+                          "1: not an attnbench results line (the last 4318 bytes, with no newline)")
+
+    def test_json_array_is_refused(self):
+        self.refused_file(b"[\n" + self.before.rstrip(b"\n") + b",\n" + self.before + b"]\n",
+                          "1: not an attnbench results line (not JSON)")
+
+    def test_utf16_file_is_refused(self):
+        self.refused_file(self.before.decode().encode("utf-16"), "1: not an attnbench results line (not JSON)")
+
+    def test_dev_zero_and_a_fifo_are_refused(self):
+        for path, kind in (("/dev/zero", "a character device"), (self.path("fifo"), "a FIFO")):
+            if not os.path.exists(path):
+                os.mkfifo(path)
+            done = self.run_runner(self.good, results=path, timeout=20)
+            self.assertEqual(done.returncode, 2, done.output)
+            self.assertIn(f"runner: {path}: the results file is {kind}, not a regular file; nothing was read or written",
+                          done.output)
+
+    def test_results_path_that_is_a_directory(self):
+        folder = self.path("folder")
+        os.makedirs(folder)
+        done = self.run_runner(self.good, results=folder)
+        self.assertEqual(done.returncode, 2, done.output)
+        self.assertIn(f"runner: {folder}: the results file is a directory, not a regular file", done.output)
+
+    def test_infinities_and_nan_are_not_one_cell(self):
+        yaml = study(attention="[{name: R, plugin: reservoir, params: {heads: 4, res_size: 16}}]",
+                     extra="matrix: {attention.params.rho: [.inf, .nan, -.inf]}\n")
+        self.refused([self.file("bad.yaml", yaml)], "bad.yaml:6:33: attention.params.rho: '.inf' is not a finite number")
+
+    def test_two_shards_and_the_same_study_twice_share_one_file(self):
+        # Lines longer than 4096 bytes (one write() each now; two before, which let lines splice), four
+        # runners at once: shard 1/2, shard 2/2 and the whole study twice.
+        cells = 30
+        yaml = self.file("shared.yaml", GOOD.replace("seq_len: 6", "seq_len: 48") +
+                         "matrix: {run.seed: [%s]}\n" % ", ".join(str(s) for s in range(1, cells + 1)))
+        for trial in range(TWO_WRITER_TRIALS):
+            results = self.path(f"shared{trial}.jsonl")
+            runners = [subprocess.Popen([RUNNER, yaml, "--results", results, *extra], stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+                       for extra in (["--shard", "1/2"], ["--shard", "2/2"], [], [])]
+            outputs = [r.communicate(timeout=300)[0] for r in runners]
+            for r, output in zip(runners, outputs):
+                self.assertEqual(r.returncode, 0, output)
+            content = self.bytes(results).decode()
+            self.assertTrue(content.endswith("\n"))
+            lines = content[:-1].split("\n")
+            parsed = [json.loads(line) for line in lines]  # every line whole
+            self.assertGreater(min(len(line) for line in lines), 4096)
+            hashes = [p["hash"] for p in parsed]
+            self.assertEqual(len(hashes), cells, f"trial {trial}: {len(hashes)} lines for {cells} cells")
+            self.assertEqual(len(set(hashes)), cells, f"trial {trial}: a cell written twice")
+            self.assertEqual({p["status"] for p in parsed}, {"ok"})
+
+    def cache_file(self, cache):
+        names = os.listdir(cache)
+        self.assertEqual(len(names), 1, names)
+        return os.path.join(cache, names[0])
+
+    def test_embedding_cache_that_does_not_load_is_computed_again(self):
+        cache = self.path("cache")
+        corpus = self.file("corpus.txt", "a b a b a b\n\na b b a a b\n")
+        yaml = self.file("bad.yaml", self.corpus_study(corpus, cache_dir=cache))
+        self.assertEqual(self.run_runner(yaml).returncode, 0)
+        cached = self.cache_file(cache)
+        whole = self.bytes(cached)
+        with open(cached, "wb") as f:
+            f.write(whole[:len(whole) // 2])  # cut short, as a full disk left caches before they were atomic
+        self.before = self.bytes(self.results)
+        done = self.run_runner(yaml, "--force")
+        self.assertEqual(done.returncode, 0, done.output)
+        self.assertIn(f"warning: bert: the embedding cache does not load ({cached}: ", done.output)
+        self.assertIn("computing the embeddings again", done.output)
+        self.assertEqual(self.bytes(cached), whole)  # made again, whole
+        [line] = self.new_lines()
+        self.assertEqual(line["status"], "ok")
+        self.assertIn("the embedding cache does not load", line["embedder"]["details"]["cache_warning"])
+
+    def test_embedding_cache_that_cannot_be_written_keeps_the_cell(self):
+        blocker = self.file("not_a_folder", "x")
+        corpus = self.file("corpus.txt", "a b a b a b\n")
+        done = self.run_runner(self.file("bad.yaml", self.corpus_study(corpus, cache_dir=blocker + "/cache")))
+        self.assertEqual(done.returncode, 0, done.output)
+        self.assertIn("warning: bert: the embedding cache was not written (", done.output)
+        self.assertIn("the next run computes them again", done.output)
+        self.assertEqual([line["status"] for line in self.new_lines()], ["ok"])
+        self.assertEqual(self.bytes(blocker), b"x")
+
+
+class SacredInputs(SacredBase):
+    def bad(self, yaml, message, *args):
+        self.refused([self.file("bad.yaml", yaml), "--dry-run", *args], message)
+
+    reservoir = "[{name: R, plugin: reservoir, params: {heads: 4, res_size: 16%s}}]"
+
+    def test_set_paths_that_name_nothing(self):
+        self.bad(study(), "--set attention.params.hedas: no attention entry's plugin has a parameter 'hedas' (%s: fault, "
+                 "gate)" % os.path.join(FIXTURES, "attnbench_fixture.so"),
+                 "--set", "attention.params.hedas=2")
+        self.bad(study(), "--set attention.plugin: 'attention.plugin' cannot be set here", "--set", "attention.plugin=mha")
+        self.bad(study(), "--set run: 'run' is a section, not a value; set one of its keys, e.g. run.device", "--set", "run=5")
+        self.bad(study(), "--set runn.threads: 'runn' is not a section of a study", "--set", "runn.threads=2")
+
+    def test_misspelt_matrix_axis(self):
+        self.bad(study(attention=self.reservoir % "", extra="matrix: {attention.params.res_sise: [16, 32]}\n"),
+                 "bad.yaml:6:37: matrix.attention.params.res_sise: no attention entry's plugin has a parameter 'res_sise'")
+
+    def test_duplicate_yaml_key(self):
+        self.bad(study(data="{embedder: synthetic, params: {embed_dim: 8}, seq_len: 7, seq_len: 9}"),
+                 "bad.yaml:2:65: data.seq_len: duplicate key 'seq_len' (first at line 2); keep one")
+
+    def test_values_no_plugin_accepts(self):
+        self.bad(study(attention=self.reservoir % ", rho: .nan"), "attention.params.rho: '.nan' is not a finite number")
+        self.bad(study(attention=self.reservoir % ", in_size: -3"),
+                 "attention[R].params.in_size: reservoir: in_size must be in [0, 1048576], got -3")
+        self.bad(study(data="{embedder: synthetic, params: {embed_dim: -8}, seq_len: 7}"),
+                 "data.params.embed_dim: synthetic: embed_dim must be in [1, 1048576], got -8")
+        self.bad(study(data="{embedder: bert, params: {model: %s, corpus: c.txt, skip: -5}, seq_len: 4}" % self.model(),
+                       attention="[{plugin: mha, params: {heads: 2}}]"),
+                 "data.params.skip: bert: skip must be >= 0, got -5")
+
+    def test_sizes_beyond_memory_or_time(self):
+        self.bad(study(attention=self.reservoir % ", topology: smallworld, local_radius: 1000000000"),
+                 "attention[R].params.local_radius: reservoir: local_radius must be in [1, 8], got 1000000000")
+        self.bad(study(), "--set run.horizon: run.horizon: 100000000 is out of range; must be in [0, 4096]",
+                 "--set", "run.horizon=100000000")
+        self.bad(study(attention=self.reservoir % "").replace("res_size: 16", "res_size: 4e9"),
+                 "attention[R].params.res_size: plugin 'reservoir' parameter 'res_size' must be an int")
+        self.bad(study(attention=self.reservoir % "").replace("res_size: 16", "res_size: 4000000000"),
+                 "attention[R].params.res_size: reservoir: res_size must be in [2, 1048576], got 4000000000")
+        self.bad(study(attention=self.reservoir % ", density: 0.5").replace("res_size: 16", "res_size: 1000000"),
+                 "reservoir: the nonzeros of W (density x res_size^2) would be 500000000000; the limit is 2147483648")
+        axes = "".join(f"  {axis}: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n" for axis in
+                       ("run.seed", "run.seed_len", "measure.warmup", "measure.min_runs", "run.batch", "data.samples",
+                        "measure.max_runs"))
+        self.bad(study(extra="matrix:\n" + axes), "matrix: expands to 10000000 cells (1 attention x 10 run.seed x")
+        self.bad(study(extra="matrix:\n" + axes), "the limit is 100000 cells per study")
+
+    def test_weights_naming_a_directory(self):
+        folder = self.path("weights")
+        os.makedirs(folder)
+        self.bad(study(attention="[{plugin: mha, params: {heads: 2, weights: %s}}]" % folder),
+                 f"attention[mha].params.weights: mha: weights '{folder}' is not a regular file")
+
+    def test_set_errors_name_the_flag_not_the_file(self):
+        done = self.refused([self.file("bad.yaml", study(attention=self.reservoir % "")), "--dry-run", "--set",
+                             "attention.params.res_size=4e9"],
+                            "runner: --set attention.params.res_size: attention[R].params.res_size: plugin 'reservoir' "
+                            "parameter 'res_size' must be an int")
+        self.assertNotIn("bad.yaml:1:1", done.output)
+
+    def test_bad_config_json_value_names_the_file(self):
+        yaml = self.file("bad.yaml", self.corpus_study(self.file("corpus.txt", "a b a b a b\n")))
+        config = os.path.join(self.path("model"), "config.json")
+        with open(config) as f:
+            values = json.load(f)
+        values["hidden_size"] = -4
+        with open(config, "w") as f:
+            json.dump(values, f)
+        done = self.run_runner(yaml)
+        self.assertEqual(done.returncode, 1, done.output)
+        [line] = self.new_lines()
+        self.assertIn(f"{config}: 'hidden_size' is -4; it must be in [1, 16777216]", line["message"])

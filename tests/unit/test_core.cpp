@@ -1,8 +1,7 @@
 // Asserts the core's building blocks: the statistics (against hand-computed values), the error metric,
-// the safetensors reader/writer (round trip and each way a file can be broken), and the results file
-// (lines flushed, a torn last line cut off on reopen, done cells listed).
+// and the safetensors reader/writer (round trip and each way a file can be broken). The results file
+// is test_integrity.cpp's.
 #include "measure/protocols.h"
-#include "results/results_file.h"
 #include <attnbench/support/safetensors.h>
 #include "measure/stats.h"
 #include "test_util.h"
@@ -108,22 +107,4 @@ TEST(Safetensors, EachBrokenFileIsOneClearError) {
   } catch (const attnbench::SafetensorsError& e) {
     EXPECT_NE(std::string(e.what()).find("tensor 'a' has shape [2], expected [3]"), std::string::npos);
   }
-}
-
-TEST(ResultsFile, AppendsListsDoneAndRepairsATornLine) {
-  std::string path = temp_path("results.jsonl");
-  fs::remove(path);
-  {
-    attnbench::ResultsFile file(path);
-    EXPECT_TRUE(file.done().empty());
-    file.append({{"hash", "aaa"}, {"status", "ok"}});
-    file.append({{"hash", "bbb"}, {"status", "error"}});
-  }
-  std::ofstream(path, std::ios::app) << R"({"hash": "ccc", "sta)";  // killed mid-write
-  attnbench::ResultsFile file(path);
-  EXPECT_TRUE(file.repaired());
-  EXPECT_EQ(file.done(), (std::map<std::string, std::string>{{"aaa", "ok"}, {"bbb", "error"}}));
-  std::ifstream in(path);
-  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  EXPECT_EQ(content, "{\"hash\":\"aaa\",\"status\":\"ok\"}\n{\"hash\":\"bbb\",\"status\":\"error\"}\n");
 }

@@ -155,7 +155,7 @@ TEST(Loader, ParametersAreCheckedAgainstThePluginsList) {
     attnbench::complete_params(mha, wrong);
     FAIL();
   } catch (const std::invalid_argument& e) {
-    EXPECT_STREQ(e.what(), "plugin 'mha' parameter 'heads' must be a int");
+    EXPECT_STREQ(e.what(), "plugin 'mha' parameter 'heads' must be an int");
   }
   attnbench::Params filled = attnbench::complete_params(mha, {});
   EXPECT_EQ(filled.get_int("heads"), 4);

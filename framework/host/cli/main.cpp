@@ -9,6 +9,7 @@
 #include "study/select.h"
 #include "study/study.h"
 
+#include <c10/util/Exception.h>
 #include <fmt/format.h>
 
 #include <unistd.h>
@@ -37,7 +38,7 @@ options:
                        closed loop beyond measure.tolerance_<dtype> of its forward; its timings are kept)
   --results FILE       write results to FILE instead of the study's output.results
   --save-outputs DIR   save each cell's input, forward, step and prefix outputs as .safetensors
-  --filter REGEX       run only the cells whose line in --dry-run matches REGEX (ECMAScript)
+  --filter REGEX       run only the cells whose line in --dry-run matches REGEX (RE2 syntax)
   --devices 0,1,...    run the cells over these CUDA devices in parallel, one runner process per device
                        (CUDA_VISIBLE_DEVICES), merged into the results file with every cell once
   --shard I/N          run only shard I of N (cells I, I+N, I+2N, ... of those --filter kept); the
@@ -282,8 +283,19 @@ int main(int argc, char** argv) {
   } catch (const attnbench::PluginError& e) {
     std::cerr << "runner: " << e.what() << "\n";
     return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "runner: " << study_path << ": " << e.what_without_backtrace() << "\n";  // no C++ backtrace
+    return 2;
+  } catch (const std::bad_alloc&) {
+    // Outside any cell (a cell's own failures are in its result): loading, expanding or listing the study.
+    std::cerr << "runner: " << study_path << ": out of memory outside the cells (loading, expanding or merging the "
+              << "study); it asks for more than this machine has: lower its sizes or split its matrix\n";
+    return 2;
   } catch (const std::exception& e) {
-    std::cerr << "runner: " << e.what() << "\n";
+    std::cerr << "runner: " << study_path << ": " << e.what() << "\n";
+    return 2;
+  } catch (...) {
+    std::cerr << "runner: " << study_path << ": stopped by an exception of unknown type\n";
     return 2;
   }
 }

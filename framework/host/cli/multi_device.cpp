@@ -2,6 +2,8 @@
 
 #include "results/results_file.h"
 
+#include <attnbench/support/files.h>
+
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 #include <fcntl.h>
@@ -27,7 +29,7 @@ std::vector<nlohmann::json> read_lines(const std::string& path) {
   std::string line;
   while (std::getline(in, line)) {
     nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object() && j.contains("hash")) out.push_back(j);
+    if (j.is_object() && j.contains("hash") && j["hash"].is_string()) out.push_back(j);
   }
   return out;
 }
@@ -38,6 +40,8 @@ int run_on_devices(const Study& study, const std::vector<std::string>& devices, 
                    ShardSpec outer, bool force, std::ostream& out) {
   const int64_t n = static_cast<int64_t>(devices.size());
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  ResultsFile results(study.results_path);  // refuses what is not a results file before reading it below
+  for (const std::string& note : results.notes()) fmt::print(out, "note: {}\n", note);
   std::vector<nlohmann::json> existing = read_lines(study.results_path);
   // cell hash -> 0-based part: position modulo n, as the child's composed --shard selects it
   std::map<std::string, int64_t> shard_of;
@@ -52,11 +56,12 @@ int run_on_devices(const Study& study, const std::vector<std::string>& devices, 
     const std::string log_file = fmt::format("{}.device{}.log", study.results_path, devices[k]);
     {
       // Seed the shard with its cells already done, so the child skips them as a single run would.
-      std::ofstream seed(shard_file, std::ios::trunc);
+      AtomicFile seed(shard_file);
       for (const auto& line : existing) {
         auto it = shard_of.find(line["hash"]);
-        if (!force && it != shard_of.end() && it->second == k) seed << line.dump() << "\n";
+        if (!force && it != shard_of.end() && it->second == k) seed.write(line.dump() + "\n");
       }
+      seed.commit();
     }
     std::vector<std::string> args{self};
     args.insert(args.end(), child_args.begin(), child_args.end());
@@ -97,15 +102,15 @@ int run_on_devices(const Study& study, const std::vector<std::string>& devices, 
   }
 
   // Merge: every new line of every shard, once; lines the study file already has stay as they are.
-  ResultsFile results(study.results_path);
-  std::set<std::string> present;
-  for (const auto& [hash, status] : results.done()) present.insert(hash);
+  // done() grows with each append, which also reads what other runners appended meanwhile.
   size_t added = 0;
+  std::set<std::string> merged;
   for (const std::string& file : shard_files) {
     for (const auto& line : read_lines(file)) {
-      if (!force && present.count(line["hash"])) continue;
+      const std::string& hash = line["hash"].get_ref<const std::string&>();
+      if (force ? merged.count(hash) > 0 : results.done().count(hash) > 0) continue;
       results.append(line);
-      present.insert(line["hash"]);
+      merged.insert(hash);
       ++added;
     }
     std::filesystem::remove(file);

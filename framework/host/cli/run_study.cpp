@@ -161,6 +161,12 @@ nlohmann::json run_cell(const Cell& cell, nlohmann::json line, EmbeddingSource& 
     // c10::Error carries a C++ backtrace after its message; a user needs only the message.
     line["status"] = "error";
     line["message"] = e.what_without_backtrace();
+  } catch (const std::bad_alloc&) {
+    // The host's own allocation failed (a plugin's comes as a PluginError): "std::bad_alloc" alone
+    // says neither what ran out nor what to lower.
+    release_cached_memory(device);
+    line["status"] = "error";
+    line["message"] = "out of memory: an allocation failed" + memory_hint(cell, false);
   } catch (const std::exception& e) {
     line["status"] = "error";
     line["message"] = e.what();
@@ -197,7 +203,7 @@ void print_cells(const Study& study, std::ostream& out) {
 
 int run_study(const Study& study, const RunOptions& options, std::ostream& out) {
   ResultsFile results(study.results_path);
-  if (results.repaired()) fmt::print(out, "note: {}: cut off a half-written last line\n", study.results_path);
+  for (const std::string& note : results.notes()) fmt::print(out, "note: {}\n", note);
   const std::string outputs_dir = options.save_outputs_dir.empty() ? study.save_outputs_dir : options.save_outputs_dir;
   // An isolated study leaves torch to its children (measure/isolate.h): even the context, whose GPU facts
   // would initialise CUDA here and leave it unusable in every child.
@@ -228,8 +234,15 @@ int run_study(const Study& study, const RunOptions& options, std::ostream& out) 
   for (const Cell& cell : study.cells) {
     ++position;
     std::string label_text = cell.label + axes_text(cell);
+    // Claimed first, then looked up: a runner sharing the file may have finished it since the start.
+    if (!results.claim(cell.hash)) {
+      fmt::print(out, "[{}/{}] {}: another runner is running it now (same results file), skipped\n", position, total,
+                 label_text);
+      continue;
+    }
     auto done = results.done().find(cell.hash);
     if (done != results.done().end() && !options.force) {
+      results.release(cell.hash);
       fmt::print(out, "[{}/{}] {}: already in {} ({}), skipped; --force reruns it\n", position, total,
                  label_text, study.results_path, done->second);
       continue;

@@ -69,7 +69,9 @@ const attnbench_plugin_info_v1* query(const std::string& path) {
 std::string find_plugin_file(const std::string& name) {
   for (const std::string& dir : plugin_search_dirs()) {
     fs::path candidate = fs::path(dir) / file_name_for(name);
-    if (fs::exists(candidate)) return candidate.string();
+    std::error_code ec;
+    const fs::file_status status = fs::symlink_status(candidate, ec);
+    if (!ec && fs::exists(status)) return candidate.string();  // a broken link is reported when it is loaded
   }
   std::string known;
   for (const PluginListing& p : list_plugins()) {
@@ -161,7 +163,10 @@ std::vector<std::string> plugin_search_dirs() {
     // The build tree keeps plugins beside the runner (tests one level down); the install tree under the
     // configured library directory.
     for (fs::path d : {exe_dir / "plugins", exe_dir / ".." / "plugins", exe_dir / ".." / ATTNBENCH_PLUGIN_INSTALL_DIR}) {
-      if (fs::is_directory(d)) dirs.push_back(fs::weakly_canonical(d).string());
+      std::error_code dir_ec;
+      if (!fs::is_directory(d, dir_ec)) continue;
+      const fs::path canonical = fs::canonical(d, dir_ec);
+      if (!dir_ec) dirs.push_back(canonical.string());
     }
   }
   return dirs;
@@ -184,10 +189,14 @@ const Plugin& load_plugin(const std::string& spec, attnbench_plugin_kind kind) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   std::string path = looks_like_path(spec) ? spec : find_plugin_file(spec);
-  if (looks_like_path(spec) && !fs::exists(path)) {
-    throw PluginError(fmt::format("plugin file '{}' does not exist", path));
+  std::error_code ec;
+  const std::string resolved = fs::canonical(path, ec).string();
+  if (ec) {
+    throw PluginError(ec == std::errc::no_such_file_or_directory
+                          ? fmt::format("plugin file '{}' does not exist", path)
+                          : fmt::format("plugin file '{}': {}", path, ec.message()));
   }
-  path = fs::weakly_canonical(path).string();
+  path = resolved;
   auto found = r.plugins.find(path);
   if (found == r.plugins.end()) {
     const attnbench_plugin_info_v1* info = query(path);
@@ -207,11 +216,20 @@ std::vector<PluginListing> list_plugins() {
   std::vector<PluginListing> out;
   std::map<std::string, bool> seen;
   for (const std::string& dir : plugin_search_dirs()) {
+    // Every call with an error_code: a symlink loop or an unreadable entry in a plugin folder is that
+    // plugin's problem, listed as such, not a filesystem_error that ends the runner.
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(dir, ec)) {
-      std::string file = entry.path().filename().string();
-      if (file.rfind("attnbench_", 0) != 0 || entry.path().extension() != ".so") continue;
-      std::string path = fs::weakly_canonical(entry.path()).string();
+    fs::directory_iterator it(dir, ec), end;
+    for (; !ec && it != end; it.increment(ec)) {
+      const fs::path entry = it->path();
+      std::string file = entry.filename().string();
+      if (file.rfind("attnbench_", 0) != 0 || entry.extension() != ".so") continue;
+      std::error_code resolve_ec;
+      std::string path = fs::canonical(entry, resolve_ec).string();
+      if (resolve_ec) {
+        out.push_back({entry.string(), "", "", "", fmt::format("cannot resolve the path: {}", resolve_ec.message())});
+        continue;
+      }
       if (seen[path]) continue;
       seen[path] = true;
       PluginListing listing{path, "", "", "", ""};
@@ -272,7 +290,7 @@ Params complete_params(const Plugin& plugin, const Params& given) {
   for (const auto& [key, value] : given.items()) {
     const attnbench_param_spec_v1* spec = plugin.find_param(key);
     if (spec == nullptr) {
-      throw std::invalid_argument(fmt::format("plugin '{}' has no parameter '{}'; valid: {}", plugin.name(), key,
+      throw InvalidParameter(key, fmt::format("plugin '{}' has no parameter '{}'; valid: {}", plugin.name(), key,
                                               plugin.param_names()));
     }
     ParamValue v = value;
@@ -287,8 +305,8 @@ Params complete_params(const Plugin& plugin, const Params& given) {
       case ATTNBENCH_PARAM_STRING: ok = std::holds_alternative<std::string>(v); break;
     }
     if (!ok) {
-      throw std::invalid_argument(fmt::format("plugin '{}' parameter '{}' must be a {}", plugin.name(), key,
-                                              param_type_name(spec->type)));
+      throw InvalidParameter(key, fmt::format("plugin '{}' parameter '{}' must be {}", plugin.name(), key,
+                                              with_article(param_type_name(spec->type))));
     }
     out.set(key, v);
   }
@@ -313,6 +331,7 @@ LoadOptions plugin_aware_options(std::vector<std::string> overrides) {
   options.has_param = [](const std::string& plugin, const std::string& key) {
     return load_plugin(plugin, ATTNBENCH_PLUGIN_ATTENTION).find_param(key) != nullptr;
   };
+  options.param_names = [](const std::string& plugin) { return load_plugin(plugin, ATTNBENCH_PLUGIN_ATTENTION).param_names(); };
   options.complete_params = [](attnbench_plugin_kind kind, const std::string& plugin, const Params& given) {
     return complete_params(load_plugin(plugin, kind), given);
   };

@@ -60,7 +60,7 @@ struct PluginListing {
 std::vector<PluginListing> list_plugins();
 
 // Builds the full parameter set: defaults from the plugin's spec overridden by `given`. Unknown keys
-// and wrong types throw std::invalid_argument naming the key and the valid ones.
+// and wrong types throw InvalidParameter naming the key (in the message too) and the valid ones.
 Params complete_params(const Plugin& plugin, const Params& given);
 ParamValue parse_param_text(const attnbench_param_spec_v1& spec, const std::string& text);
 const char* param_type_name(attnbench_param_type type);

@@ -41,6 +41,14 @@ StudyKey with_range(StudyKey k, double min, double max = std::numeric_limits<dou
   return k;
 }
 
+// Bounds on sizes, so that a slip of the keyboard (1e8 for 1e3) is an error at load time instead of a
+// cell that exhausts memory or runs for days. Each is far beyond what a study here needs.
+constexpr double kMaxSamples = 1 << 20;
+constexpr double kMaxSeqLen = 1 << 22;   // 4M tokens: a step cell's per-position list alone is 50 MB of JSON
+constexpr double kMaxHorizon = 4096;     // prefix recompute in the closed loop costs horizon^2 / 2 tokens and more
+constexpr double kMaxRuns = 1e6;         // every run's time is kept (the stats' samples)
+constexpr double kMaxTimeMs = 864e5;     // a day
+
 std::vector<StudyKey> core_keys() {
   using T = SettingType;
   std::vector<StudyKey> keys;
@@ -60,9 +68,9 @@ std::vector<StudyKey> core_keys() {
 
   cell_key(key("data.embedder", T::kString, "synthetic", "the embedder plugin that makes the tokens (name or path)"),
            to(&Cell::embedder));
-  cell_key(with_range(key("data.samples", T::kInt, "1", "sequences to embed; runs cycle through them in batches"), 1),
+  cell_key(with_range(key("data.samples", T::kInt, "1", "sequences to embed; runs cycle through them in batches"), 1, kMaxSamples),
            to(&Cell::samples));
-  cell_key(with_range(key("data.seq_len", T::kInt, "256", "tokens per sequence (L)"), 1), to(&Cell::seq_len));
+  cell_key(with_range(key("data.seq_len", T::kInt, "256", "tokens per sequence (L)"), 1, kMaxSeqLen), to(&Cell::seq_len));
 
   StudyKey device = key("run.device", T::kString, "cpu", "where the layer runs");
   device.choices = one_of({"cpu", "cuda"});
@@ -78,7 +86,10 @@ std::vector<StudyKey> core_keys() {
            to(&Cell::seed));
   cell_key(with_range(key("run.seed_len", T::kInt, "16", "rollout: tokens fed before the closed loop"), 1),
            to(&Cell::seed_len));
-  cell_key(with_range(key("run.horizon", T::kInt, "32", "rollout: outputs fed back as inputs"), 0), to(&Cell::horizon));
+  cell_key(with_range(key("run.horizon", T::kInt, "32",
+                          "rollout: outputs fed back as inputs (prefix recompute runs a forward per output, each "
+                          "longer than the last)"), 0, kMaxHorizon),
+           to(&Cell::horizon));
   StudyKey max_memory = key("run.max_memory", T::kString, "auto",
                             "bound on the cell's tensor memory on the CPU: auto (leave 10% of the machine), none, or a "
                             "size such as 8GB; a cell that would pass it fails alone instead of the machine running out");
@@ -95,12 +106,14 @@ std::vector<StudyKey> core_keys() {
   isolate.hashed = Hashed::kNever;
   keys.push_back(isolate);
 
-  cell_key(with_range(key("measure.warmup", T::kInt, "1", "untimed runs before the timed ones"), 0),
+  cell_key(with_range(key("measure.warmup", T::kInt, "1", "untimed runs before the timed ones"), 0, kMaxRuns),
            to(&MeasureSettings::warmup));
-  cell_key(with_range(key("measure.min_runs", T::kInt, "5", "timed runs at least"), 1), to(&MeasureSettings::min_runs));
-  cell_key(with_range(key("measure.max_runs", T::kInt, "1000", "timed runs at most (>= min_runs)"), 1),
+  cell_key(with_range(key("measure.min_runs", T::kInt, "5", "timed runs at least"), 1, kMaxRuns),
+           to(&MeasureSettings::min_runs));
+  cell_key(with_range(key("measure.max_runs", T::kInt, "1000", "timed runs at most (>= min_runs)"), 1, kMaxRuns),
            to(&MeasureSettings::max_runs));
-  cell_key(with_range(key("measure.min_time_ms", T::kFloat, "200", "keep running until the runs took this long"), 0),
+  cell_key(with_range(key("measure.min_time_ms", T::kFloat, "200", "keep running until the runs took this long"), 0,
+                      kMaxTimeMs),
            to(&MeasureSettings::min_time_ms));
   cell_key(with_range(key("measure.unstable_cv", T::kFloat, "0.1", "flag a timing unstable above this stdev/mean"), 0),
            to(&MeasureSettings::unstable_cv));

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include <regex>
+#include <re2/re2.h>
 
 namespace attnbench {
 
@@ -34,15 +34,18 @@ void shard_cells(Study& study, int64_t index, int64_t count) {
 }
 
 void filter_cells(Study& study, const std::string& pattern) {
-  std::regex re;
-  try {
-    re = std::regex(pattern);
-  } catch (const std::regex_error& e) {
-    throw ConfigError(fmt::format("--filter '{}': not a valid regular expression ({})", pattern, e.what()));
+  // RE2 matches in time linear in the text and never recurses on the pattern, so no pattern can hang
+  // the runner or overflow its stack; it refuses what it cannot do in bounded memory.
+  RE2::Options options;
+  options.set_log_errors(false);
+  const RE2 re(pattern, options);
+  if (!re.ok()) {
+    throw ConfigError(fmt::format("--filter '{}': not a valid regular expression: {} (RE2 syntax, as "
+                                  "https://github.com/google/re2/wiki/Syntax describes)", pattern, re.error()));
   }
   std::vector<Cell> kept;
   for (Cell& cell : study.cells) {
-    if (std::regex_search(cell_line(cell), re)) kept.push_back(std::move(cell));
+    if (RE2::PartialMatch(cell_line(cell), re)) kept.push_back(std::move(cell));
   }
   if (kept.empty()) throw ConfigError(fmt::format("--filter '{}' matches none of the {} cells", pattern, study.cells.size()));
   study.cells = std::move(kept);

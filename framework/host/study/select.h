@@ -12,8 +12,8 @@ std::string cell_line(const Cell& cell);
 // " axis=value ..." with each axis by its last path component, for the console.
 std::string axes_text(const Cell& cell);
 
-// Keeps the cells whose cell_line matches `pattern` (ECMAScript regex, searched); indices keep their
-// place in the full study. Throws ConfigError for a bad pattern or when nothing matches.
+// Keeps the cells whose cell_line matches `pattern` (an RE2 regular expression, searched); indices keep
+// their place in the full study. Throws ConfigError for a bad pattern or when nothing matches.
 void filter_cells(Study& study, const std::string& pattern);
 
 // Keeps shard `index` (1-based) of `count`: the cells whose position among study.cells (the full

@@ -15,6 +15,12 @@
 namespace attnbench {
 namespace {
 
+// More cells than a study can run in any sensible time (a day at a second per cell), and a dry run's
+// memory grows with them: a matrix beyond this is a mistake.
+constexpr double kMaxCells = 100000;
+// Tokens beyond this do not fit the memory of any machine a study runs on.
+constexpr double kMaxTokenBytes = 1e12;
+
 std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
@@ -127,6 +133,13 @@ class Section {
   // "file:line:column" of `at`, or "--set path" for a value that came from the command line.
   std::string where(const YAML::Node& at, const std::string& key = "") const {
     if (const Override* o = find_override(key); o != nullptr && !o->origin.empty()) return o->origin;
+    // A key that only overrides below it introduce ("runn" of --set runn.threads=2) is theirs too.
+    if (overrides_ != nullptr && !key.empty() && !(at && at.IsDefined())) {
+      const std::string below = full_path(key) + ".";
+      for (const auto& [path, value] : *overrides_) {
+        if (path.compare(0, below.size(), below) == 0 && !value.origin.empty()) return value.origin;
+      }
+    }
     YAML::Mark m = at && at.IsDefined() ? at.Mark() : (node_ ? node_.Mark() : YAML::Mark::null_mark());
     if (m.is_null()) return file_;
     return fmt::format("{}:{}:{}", file_, m.line + 1, m.column + 1);
@@ -224,7 +237,12 @@ ParamValue yaml_to_param(const YAML::Node& v, const Section& where, const std::s
   if (s == "true" || s == "false") return s == "true";
   if (YAML::convert<bool>::decode(v, b) && (s == "True" || s == "False")) return b;
   if (YAML::convert<int64_t>::decode(v, i)) return i;
-  if (YAML::convert<double>::decode(v, d)) return d;
+  if (YAML::convert<double>::decode(v, d)) {
+    // JSON has no infinity or NaN: the results and the cell hash would both say null, so three
+    // different values would be one cell.
+    if (!std::isfinite(d)) where.fail(v, fmt::format("'{}' is not a finite number", s), key);
+    return d;
+  }
   return s;
 }
 
@@ -299,6 +317,62 @@ std::string roots_text() {
   std::string last = roots.back();
   roots.pop_back();
   return join(roots) + " or " + last;
+}
+
+// What is wrong with `path` as a --set path (or, with `axis`, a matrix axis or include/exclude key), or
+// "" when it names a setting: a schema key, data.params.<key> (the embedder checks the key),
+// attention.params.<key> that some entry's plugin has, <section>.params.<plugin>.<key> for a key that
+// lists plugins (the plugin checks the key), or a whole data.params, attention.params or
+// <section>.params mapping. Anything else would be read by nobody: a typo silently ignored.
+std::string setting_path_problem(const std::string& path, bool axis, const std::vector<std::string>& plugins,
+                                 const LoadOptions& options) {
+  const std::vector<std::string> parts = split(path, '.');
+  if (std::any_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); })) {
+    return fmt::format("'{}' has an empty part; write a path such as run.threads", path);
+  }
+  const std::string& section = parts[0];
+  if (axis && path == "attention") return "";
+  if (find_study_key(path) != nullptr) return "";  // a study-wide key as an axis is outside axis_roots()
+  if (section == "attention") {
+    if (parts.size() == 2 && parts[1] == "params") return "";
+    if (parts.size() != 3 || parts[1] != "params") {
+      return fmt::format("'{}' cannot be set here: attention entries are edited in the study file; set "
+                         "attention.params.<key>{}", path, axis ? ", or use the 'attention' axis to pick entries" : "");
+    }
+    if (!options.has_param) return "";
+    std::vector<std::string> have;
+    for (const std::string& plugin : plugins) {
+      if (options.has_param(plugin, parts[2])) return "";
+      const std::string names = options.param_names ? options.param_names(plugin) : "";
+      have.push_back(names.empty() ? plugin : fmt::format("{}: {}", plugin, names));
+    }
+    return fmt::format("no attention entry's plugin has a parameter '{}' ({})", parts[2], join(have, "; "));
+  }
+  const std::vector<std::string> sections = study_sections();
+  if (std::find(sections.begin(), sections.end(), section) == sections.end()) {
+    return fmt::format("'{}' is not a section of a study; sections: {}", section,
+                       join(axis ? axis_roots() : std::vector<std::string>(sections.begin(), sections.end() - 1)));
+  }
+  if (find_study_key(section) != nullptr) return fmt::format("'{}' is a value; it has no keys such as '{}'", section, path);
+  const bool lists_plugins = std::any_of(study_keys().begin(), study_keys().end(), [&](const StudyKey& k) {
+    return k.section() == section && k.plugin_kind != 0;
+  });
+  if (parts.size() >= 2 && parts[1] == "params" && (section == "data" || lists_plugins)) {
+    const size_t leaf = section == "data" ? 3 : 4;
+    if (parts.size() == 2 || parts.size() == leaf) return "";
+    if (lists_plugins && parts.size() == 3) {
+      return fmt::format("'{}' is a plugin's parameters: set them one by one, as {}.<key>", path, path);
+    }
+    return fmt::format("'{}' is too deep: {} parameters are {}.params.{}<key>", path, section, section,
+                       lists_plugins ? "<plugin>." : "");
+  }
+  std::vector<std::string> keys = section_keys(section, Scope::kCell);
+  for (const std::string& k : section_keys(section, Scope::kStudy)) keys.push_back(k);
+  if (parts.size() == 1) {
+    return fmt::format("'{}' is a section, not a value; set one of its keys, e.g. {}.{}", path, path,
+                       keys.empty() ? "key" : keys.front());
+  }
+  return fmt::format("'{}' names no setting: {} has {}", path, section, join(keys));
 }
 
 // The part of a cell's settings that identifies it (see Hashed): what its hash is computed from.
@@ -393,6 +467,7 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
     for (const std::string& part : split(key, '.')) {
       if (part.empty()) throw ConfigError(fmt::format("--set {}: '{}' has an empty part; write a path such as run.threads", item, key));
     }
+    if (key == "matrix") throw ConfigError(fmt::format("--set {}: set one axis, as matrix.<path>=[values]", item));
     YAML::Node value = parse_yaml(item.substr(eq + 1), "--set " + key);
     if (key.rfind("matrix.", 0) == 0) {
       set_axes.emplace_back(key.substr(7), value);
@@ -401,6 +476,15 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
       set_values[key] = Override{value, "--set " + key};
     }
   }
+  auto check_set_paths = [&](const std::vector<std::string>& plugins, const LoadOptions& with) {
+    for (const auto& [path, value] : set_values) {
+      const std::string problem = setting_path_problem(path, /*axis=*/false, plugins, with);
+      if (!problem.empty()) throw ConfigError(fmt::format("{}: {}", value.origin, problem));
+    }
+  };
+  // The paths first, without the plugins (attention.params.<key> is checked once the entries are read):
+  // a path that names nothing must be blamed on its --set before a section trips over it.
+  check_set_paths({}, LoadOptions{});
   Section top(root, "", file, study_sections(), &set_values);
 
   Study study;
@@ -432,8 +516,13 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
     }
     entries.push_back({label, attention[i]});
   }
-  std::vector<std::string> labels;
-  for (const auto& e : entries) labels.push_back(e.label);
+  std::vector<std::string> labels, plugins;
+  for (const auto& e : entries) {
+    labels.push_back(e.label);
+    const std::string plugin = e.node["plugin"].Scalar();
+    if (std::find(plugins.begin(), plugins.end(), plugin) == plugins.end()) plugins.push_back(plugin);
+  }
+  check_set_paths(plugins, options);
 
   // Matrix axes, include and exclude.
   YAML::Node matrix_node = root["matrix"] ? root["matrix"] : YAML::Node(YAML::NodeType::Map);
@@ -456,23 +545,34 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
   auto is_root = [&](const std::string& path) {
     return std::find(roots.begin(), roots.end(), split(path, '.').front()) != roots.end();
   };
+  // A mistake in an axis from --set is the command line's, not the file's (its nodes were parsed from
+  // the argument, so their marks point nowhere in the file).
+  auto axis_fail = [&](const std::string& axis, const YAML::Node& at, const std::string& what) {
+    auto origin = axis_origin.find(axis);
+    if (origin != axis_origin.end()) throw ConfigError(fmt::format("{}: {}", origin->second, what));
+    m.fail(at, what, axis);
+  };
+  auto check_axis_path = [&](const std::string& axis, const std::string& origin_axis, const YAML::Node& at) {
+    const std::string problem = is_root(axis)
+        ? setting_path_problem(axis, /*axis=*/true, plugins, options)
+        : fmt::format("axis '{}' must be a dotted path under {} (e.g. run.device)", axis, roots_text());
+    if (!problem.empty()) axis_fail(origin_axis, at, problem);
+  };
   for (const auto& [axis, node] : axes) {
     if (axis == "include") { include = node; continue; }
     if (axis == "exclude") { exclude = node; continue; }
-    if (!is_root(axis)) {
-      m.fail(node, fmt::format("axis '{}' must be a dotted path under {} (e.g. run.device)", axis, roots_text()));
-    }
+    check_axis_path(axis, axis, node);
     std::vector<YAML::Node> list;
     if (node.IsSequence()) {
       for (const auto& v : node) list.push_back(v);
     } else {
       list.push_back(node);
     }
-    if (list.empty()) m.fail(node, fmt::format("axis '{}' has no values; give at least one", axis));
+    if (list.empty()) axis_fail(axis, node, fmt::format("axis '{}' has no values; give at least one", axis));
     if (axis == "attention") {
       for (const auto& v : list) {
         if (std::find(labels.begin(), labels.end(), node_text(v)) == labels.end()) {
-          m.fail(v, fmt::format("'{}' names no attention entry; entries: {}", node_text(v), join(labels)), "attention");
+          axis_fail(axis, v, fmt::format("'{}' names no attention entry; entries: {}", node_text(v), join(labels)));
         }
       }
     }
@@ -489,22 +589,22 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
   auto read_rules = [&](const YAML::Node& rules, const char* what) {
     std::vector<Combination> out;
     if (!rules || rules.IsNull()) return out;
-    if (!rules.IsSequence()) m.fail(rules, "must be a list of {axis: value} mappings", what);
+    if (!rules.IsSequence()) axis_fail(what, rules, "must be a list of {axis: value} mappings");
     for (const auto& rule : rules) {
-      if (!rule.IsMap() || rule.size() == 0) m.fail(rule, "each entry must be a non-empty {axis: value} mapping", what);
+      if (!rule.IsMap() || rule.size() == 0) axis_fail(what, rule, "each entry must be a non-empty {axis: value} mapping");
       m.check_unique_keys(rule);
       Combination c;
       for (const auto& kv : rule) {
-        if (!kv.first.IsScalar()) m.fail(kv.first, "axis names must be dotted paths such as run.device", what);
+        if (!kv.first.IsScalar()) axis_fail(what, kv.first, "axis names must be dotted paths such as run.device");
         std::string key = kv.first.Scalar();
         bool is_axis = std::find(axis_names.begin(), axis_names.end(), key) != axis_names.end();
         if (std::string(what) == "exclude" && !is_axis) {
-          m.fail(kv.first, fmt::format("'{}' is not a matrix axis; axes: {}", key, join(axis_names)), what);
+          axis_fail(what, kv.first, fmt::format("'{}' is not a matrix axis; axes: {}", key, join(axis_names)));
         }
-        if (!is_root(key)) m.fail(kv.first, fmt::format("'{}' must be a dotted path under {}", key, roots_text()), what);
+        check_axis_path(key, what, kv.first);
         if (key == "attention" && std::find(labels.begin(), labels.end(), node_text(kv.second)) == labels.end()) {
           // Found by fuzzing: an unknown entry here would otherwise reach the cell resolution.
-          m.fail(kv.second, fmt::format("'{}' names no attention entry; entries: {}", node_text(kv.second), join(labels)), what);
+          axis_fail(what, kv.second, fmt::format("'{}' names no attention entry; entries: {}", node_text(kv.second), join(labels)));
         }
         c.emplace_back(key, kv.second);
       }
@@ -523,10 +623,24 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
         return v && same_value(*v, kv.second);
       });
       if (covers) {
-        m.fail(include[i], fmt::format("include entry {} adds back what exclude entry {} removes; drop one of them",
-                                       i + 1, j + 1), "include");
+        axis_fail("include", include[i], fmt::format("include entry {} adds back what exclude entry {} removes; drop one of them",
+                                                     i + 1, j + 1));
       }
     }
+  }
+
+  // Counted before it is built: a few axes of many values would otherwise exhaust memory here.
+  double product = 1;
+  std::vector<std::string> factors;
+  for (size_t a = 0; a < axis_names.size(); ++a) {
+    product *= static_cast<double>(axis_values[a].size());
+    factors.push_back(fmt::format("{} {}", axis_values[a].size(), axis_names[a]));
+  }
+  const double most = product + static_cast<double>(includes.size() * labels.size());
+  if (most > kMaxCells) {
+    axis_fail("", matrix_node, fmt::format("expands to {:.0f} cells ({}{}); the limit is {:.0f} cells per study: use fewer "
+                                           "values, or split it into several studies", most, join(factors, " x "),
+                                           includes.empty() ? "" : ", plus include entries", kMaxCells));
   }
 
   // Cartesian product, first axis outermost.
@@ -605,10 +719,6 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
     }
     for (const auto& [axis, value] : combo) {
       if (axis == "attention") continue;
-      std::vector<std::string> parts = split(axis, '.');
-      if (parts.front() == "attention" && (parts.size() < 2 || parts[1] != "params")) {
-        m.fail(value, "an axis may set attention.params.<key>, not the entry itself; use the 'attention' axis", axis);
-      }
       if (!applies(axis)) continue;
       ov[axis] = Override{value, axis_origin.count(axis) ? axis_origin.at(axis) : ""};
       cell.axes[axis] = node_text(value);
@@ -650,17 +760,25 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
     if (options.complete_params) {
       // Defaults filled in before hashing, so spelling out a default does not make a new cell.
       auto complete = [&](attnbench_plugin_kind kind, const std::string& plugin, const Params& given,
-                          const Section& where, const YAML::Node& at, const std::string& path) {
+                          const Section& where, const YAML::Node& at, const std::string& path,
+                          const Section& params, const std::string& params_path) {
         try {
           return options.complete_params(kind, plugin, given);
+        } catch (const InvalidParameter& e) {
+          // At the parameter itself, which may have come from --set or a matrix axis.
+          const YAML::Node value = params.get(e.name());
+          throw ConfigError(fmt::format("{}: {}.{}: {}", params.where(value ? value : at, e.name()), params_path, e.name(),
+                                        e.what()));
         } catch (const std::exception& e) {
           throw ConfigError(fmt::format("{}: {}: {}", where.where(at), path, e.what()));
         }
       };
       cell.embedder_params = complete(ATTNBENCH_PLUGIN_EMBEDDER, cell.embedder, cell.embedder_params, data,
-                                      data.get("params") ? data.get("params") : data.get("embedder"), "data.params");
+                                      data.get("params") ? data.get("params") : data.get("embedder"), "data.params",
+                                      data_params, "data.params");
       cell.attention_params = complete(ATTNBENCH_PLUGIN_ATTENTION, plugin_name, cell.attention_params, att,
-                                       att.get("params") ? att.get("params") : att.get("plugin"), entry_path);
+                                       att.get("params") ? att.get("params") : att.get("plugin"), entry_path, att_params,
+                                       entry_path + ".params");
     }
     // The plugins' own checks, which need the tokens' width: the embedder says it when it can.
     const int64_t embed_dim =
@@ -668,6 +786,18 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
                              data.get("params") ? data.get("params") : data.get("embedder"), "data.params");
     validate_with_plugin(options, ATTNBENCH_PLUGIN_ATTENTION, plugin_name, cell.attention_params, embed_dim, att_params,
                          att.get("params") ? att.get("params") : att.get("plugin"), entry_path + ".params");
+    if (embed_dim > 0) {
+      // Every cell holds its tokens (float32) before it runs.
+      const double bytes = static_cast<double>(cell.samples) * static_cast<double>(cell.seq_len) *
+                           static_cast<double>(embed_dim) * 4;
+      if (bytes > kMaxTokenBytes) {
+        data.fail(data.get("seq_len"),
+                  fmt::format("data.samples x data.seq_len x the embedder's width = {} x {} x {} floats, {:.0f} GB of "
+                              "tokens; the limit is {:.0f} GB", cell.samples, cell.seq_len, embed_dim, bytes / 1e9,
+                              kMaxTokenBytes / 1e9),
+                  "seq_len");
+      }
+    }
 
     // Plugins a key names (quality tasks): each one's parameters, completed and checked by the plugin.
     for (const StudyKey& k : study_keys()) {

@@ -80,6 +80,9 @@ struct LoadOptions {
   // Whether attention plugin `plugin` has parameter `key`; a matrix axis over attention.params.<key> applies
   // only to layers that have it. Unset: every axis applies to every layer.
   std::function<bool(const std::string& plugin, const std::string& key)> has_param;
+  // An attention plugin's parameter names, comma-separated, for the message about a path that names
+  // none of them. Unset: the message names the plugins only.
+  std::function<std::string(const std::string& plugin)> param_names;
   // Validates a plugin's parameters and fills its defaults; throws (std::exception) naming what is wrong.
   std::function<Params(attnbench_plugin_kind kind, const std::string& plugin, const Params& given)> complete_params;
   // Asks the plugin itself about complete parameters (its validate()); `embed_dim` is the tokens' width

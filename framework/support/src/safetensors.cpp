@@ -1,5 +1,7 @@
 #include <attnbench/support/safetensors.h>
 
+#include <attnbench/support/files.h>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -29,6 +31,13 @@ std::string names_of(const TensorFile& file) {
 
 TensorFile load_safetensors(const std::string& path) {
   auto fail = [&](const std::string& what) { return SafetensorsError(fmt::format("{}: {}", path, what)); };
+  // A directory opens as a stream of unknown size and a device as an endless one: neither is a file.
+  std::error_code ec;
+  const std::filesystem::file_status status = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) {
+    throw fail(std::filesystem::is_directory(status) ? "is a directory, not a safetensors file"
+                                                      : "is not a regular file, not a safetensors file");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw fail("cannot open the safetensors file (does it exist?)");
   in.seekg(0, std::ios::end);
@@ -116,15 +125,19 @@ void save_safetensors(const std::string& path, const std::map<std::string, at::T
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // the format aligns the data section to 8 bytes
-  auto parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw SafetensorsError(fmt::format("{}: cannot write", path));
-  uint64_t len = text.size();
-  for (int i = 0; i < 8; ++i) out.put(static_cast<char>((len >> (8 * i)) & 0xff));
-  out << text;
-  for (const at::Tensor& t : blobs) out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
-  if (!out) throw SafetensorsError(fmt::format("{}: write failed", path));
+  // Whole or not at all: a cache or a weights file cut short by a full disk would fail every later load.
+  try {
+    AtomicFile out(path);
+    uint64_t len = text.size();
+    unsigned char len_bytes[8];
+    for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>((len >> (8 * i)) & 0xff);
+    out.write(len_bytes, sizeof(len_bytes));
+    out.write(text);
+    for (const at::Tensor& t : blobs) out.write(t.data_ptr(), t.nbytes());
+    out.commit();
+  } catch (const FileError& e) {
+    throw SafetensorsError(e.what());
+  }
 }
 
 at::Tensor require_tensor(const TensorFile& file, const std::string& path, const std::string& name,

@@ -6,6 +6,7 @@
 #include <attnbench/common.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -51,6 +52,21 @@ inline void in_range(const std::string& who, const std::string& name, double val
   std::string bounds = std::isinf(hi) ? (open_low ? "> " : ">= ") + text(lo)
                                       : "in " + std::string(open_low ? "(" : "[") + text(lo) + ", " + text(hi) + "]";
   throw InvalidParameter(name, who + ": " + name + " must be " + bounds + ", got " + text(value));
+}
+
+// A size that follows from several parameters (the nonzeros of a graph, the weights of a layer) and
+// beyond `limit` cannot fit memory or finish in reasonable time: the message says what it counts, the
+// number and the limit, and blames `name`, the parameter to lower.
+inline void size_at_most(const std::string& who, const std::string& name, const std::string& what, double value,
+                         double limit) {
+  if (value <= limit) return;
+  auto text = [](double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%.0f", v);
+    return std::string(buf);
+  };
+  throw InvalidParameter(name, who + ": " + what + " would be " + text(value) + "; the limit is " + text(limit) +
+                                   " (lower " + name + ")");
 }
 
 // An optional file parameter: empty, or the path of a regular file.
