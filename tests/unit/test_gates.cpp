@@ -138,7 +138,7 @@ TEST(StudyIsolation, ACrashingCellIsAnErrorNamingTheSignalAndTheNextCellRuns) {
   EXPECT_EQ(isolated.lines[0]["status"], "error");
   EXPECT_EQ(isolated.lines[0]["message"],
             "the cell's process crashed with SIGSEGV (segmentation fault: a bad memory access) "
-            "in the first forward(), before the modes; run.isolate kept the other cells running");
+            "in measuring mode 'full'; run.isolate kept the other cells running");
   EXPECT_EQ(isolated.lines[1]["status"], "ok");
   EXPECT_NE(isolated.text.find("  data: "), std::string::npos) << "the child's report lines are printed";
 

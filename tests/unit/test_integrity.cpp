@@ -296,7 +296,7 @@ TEST(StudyPaths, EverySetPathMustNameASetting) {
   EXPECT_EQ(set_error("run=5"), "--set run: 'run' is a section, not a value; set one of its keys, e.g. run.device");
   EXPECT_EQ(set_error("run.threads.x=5"),
             "--set run.threads.x: 'run.threads.x' names no setting: run has device, amp, amp_dtype, batch, threads, seed, "
-            "seed_len, horizon, max_memory, modes");
+            "seed_len, horizon, max_memory, isolate, modes");
   EXPECT_EQ(set_error("attention.params.hedas=2"),
             "--set attention.params.hedas: no attention entry's plugin has a parameter 'hedas' (mha: heads; reservoir: "
             "heads, res_size, rho)");
@@ -325,7 +325,7 @@ TEST(StudyPaths, EveryMatrixAxisMustNameASettingAndTheFlagIsBlamed) {
             "s.yaml:8:11: matrix.run.: 'run.' has an empty part; write a path such as run.threads");
   EXPECT_EQ(load_error(std::string(kStudy) + "matrix:\n  include: [{run.seeed: 1}]\n", fake_plugins()),
             "s.yaml:8:14: matrix.include: 'run.seeed' names no setting: run has device, amp, amp_dtype, batch, threads, "
-            "seed, seed_len, horizon, max_memory, modes");
+            "seed, seed_len, horizon, max_memory, isolate, modes");
   EXPECT_EQ(set_error("matrix.output.results=[a, b]"),
             "--set matrix.output.results: axis 'output.results' must be a dotted path under data, attention, run, "
             "measure, consistency or quality (e.g. run.device)");
