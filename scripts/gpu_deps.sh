@@ -12,5 +12,5 @@ cd .gpu-deps
 apt-get update -qq > /dev/null 2>&1 || true
 apt-get download libyaml-cpp-dev libyaml-cpp0.7 libfmt-dev libfmt9 libboost1.74-dev libeigen3-dev \
   libspectra-dev libgtest-dev googletest nlohmann-json3-dev libutf8proc-dev libutf8proc2 \
-  libonig-dev libonig5 libre2-dev libre2-9 "$@"
+  libonig-dev libonig5 libre2-dev libre2-9 libbz2-dev "$@"
 du -sh .

@@ -177,10 +177,13 @@ TEST(Checker, ADivisionByZeroInStepIsAFailNamingSigfpeAndTheReportGoesOn) {
 
 TEST(Checker, ANegativeWindowFailsInitStateWithoutABacktrace) {
   Report r = check(fixture("fixture_window_no_check"), {"window=-1"});
-  EXPECT_TRUE(
-      r.has("FAIL init_state: plugin 'fixture_window_no_check' init_state(): Trying to create tensor with negative "
-            "dimension -1: [-1, 1, 32]\n"))
-      << r.text;
+  // torch words it its own way per version (1.13: "Trying to create tensor with negative dimension -1",
+  // 2.x: "Dimension size must be non-negative"): what is asserted is one line naming the plugin.
+  const std::string head = "FAIL init_state: plugin 'fixture_window_no_check' init_state(): ";
+  const auto at = r.text.find(head);
+  ASSERT_NE(at, std::string::npos) << r.text;
+  const auto reason = r.text.substr(at + head.size(), r.text.find('\n', at) - at - head.size());
+  EXPECT_NE(reason.find("negative"), std::string::npos) << r.text;
   EXPECT_FALSE(r.has("Exception raised from")) << r.text;
   EXPECT_FALSE(r.has("frame #")) << r.text;
   EXPECT_TRUE(r.has("SKIP forward: shape, dtype, device, finite: not run: init_state() failed above")) << r.text;

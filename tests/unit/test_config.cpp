@@ -108,6 +108,24 @@ TEST(Matrix, SetOverridesValuesAndAxes) {
   EXPECT_EQ(s.cells[1].seed, 5);
 }
 
+TEST(Matrix, AnIncludeThatOverridesASetValueLeavesTheOtherCellsTheirs) {
+  // configs/bench_cpu.yaml's shape: an include gives one entry its own modes; --set gives the rest theirs.
+  LoadOptions options;
+  options.overrides = {"run.modes=[step]"};
+  Study s = load("matrix:\n  run.seed: [1, 2]\n  include:\n    - {attention: a, run.seed: 1, run.modes: [full]}\n"
+                 "    - {attention: b, measure.min_runs: 2}\n    - {attention: b, run.seed: 2, measure.min_runs: 3}\n",
+                 options);
+  ASSERT_EQ(s.cells.size(), 4u);
+  for (const auto& c : s.cells) {
+    const bool own = c.label == "a" && c.seed == 1;
+    EXPECT_EQ(c.modes, std::vector<std::string>{own ? "full" : "step"}) << c.label << " seed " << c.seed;
+  }
+  // Two includes on one cell: the later wins there, and the earlier one keeps its value on its other cell.
+  EXPECT_EQ(s.cells[2].label + std::to_string(s.cells[2].seed), "b1");
+  EXPECT_EQ(s.cells[2].measure.min_runs, 2);
+  EXPECT_EQ(s.cells[3].measure.min_runs, 3);
+}
+
 TEST(Matrix, HashIsStableAndDependsOnlyOnParameters) {
   Study a = load("");
   Study b = load("output: {results: elsewhere.jsonl}\n");

@@ -54,6 +54,16 @@ std::string number_text(double v) {
 struct Override {
   YAML::Node value;
   std::string origin;
+
+  Override(YAML::Node v = {}, std::string o = {}) : value(std::move(v)), origin(std::move(o)) {}
+  Override(const Override&) = default;
+  // yaml-cpp's Node::operator= writes through to every handle of the node assigned to: an include's
+  // value replacing a --set value would rewrite that --set value for every later cell. Rebind instead.
+  Override& operator=(const Override& other) {
+    value.reset(other.value);
+    origin = other.origin;
+    return *this;
+  }
 };
 using Overrides = std::map<std::string, Override>;
 
@@ -535,7 +545,7 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
   }
   for (const auto& set_axis : set_axes) {
     auto it = std::find_if(axes.begin(), axes.end(), [&](const auto& a) { return a.first == set_axis.first; });
-    if (it != axes.end()) it->second = set_axis.second;
+    if (it != axes.end()) it->second.reset(set_axis.second);  // rebind, not write through into the file's node
     else axes.push_back(set_axis);
   }
   std::vector<std::string> axis_names;
@@ -682,7 +692,7 @@ Study load_study_unchecked(const std::string& text, const std::string& file, con
         if (is_axis) continue;
         auto& c = combos[i];
         auto it = std::find_if(c.begin(), c.end(), [&](const auto& p) { return p.first == kv.first; });
-        if (it != c.end()) it->second = kv.second;
+        if (it != c.end()) it->second.reset(kv.second);  // rebind: `=` would rewrite the node other cells share
         else c.emplace_back(kv.first, kv.second);
       }
     }
