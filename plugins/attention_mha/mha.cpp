@@ -61,6 +61,7 @@ class MultiheadAttention final : public attnbench::Attention {
         causal_(args.params.get_bool("causal")),
         max_len_(args.params.get_int("max_len")),
         cuda_graphs_(args.params.get_bool("cuda_graphs")),
+        threads_(args.threads),
         weights_path_(args.params.get_string("weights")) {
     validate(args.params, args.embed_dim);
     head_dim_ = embed_dim_ / heads_;
@@ -211,25 +212,29 @@ class MultiheadAttention final : public attnbench::Attention {
       attended_ = at::empty({e});
     }
     const float* in = x.data_ptr<float>();
-    attnbench::cpu::gemv(query_.data_ptr<float>(), weight_parts_[0], in, bias_parts_[0]);
-    attnbench::cpu::gemv(cache.k.data_ptr<float>() + t * e, weight_parts_[1], in, bias_parts_[1]);
-    attnbench::cpu::gemv(cache.v.data_ptr<float>() + t * e, weight_parts_[2], in, bias_parts_[2]);
+    attnbench::cpu::gemv(query_.data_ptr<float>(), weight_parts_[0], in, bias_parts_[0], threads_);
+    attnbench::cpu::gemv(cache.k.data_ptr<float>() + t * e, weight_parts_[1], in, bias_parts_[1], threads_);
+    attnbench::cpu::gemv(cache.v.data_ptr<float>() + t * e, weight_parts_[2], in, bias_parts_[2], threads_);
     cache.length = t + 1;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
-    scores_.resize(cache.length);
-    for (int64_t h = 0; h < heads_; ++h) {
-      // Head h of every cached token: rows of Dh floats, E apart.
-      Eigen::Map<const RowMajor, 0, Strided> k(cache.k.data_ptr<float>() + h * head_dim_, cache.length, head_dim_, Strided(e, 1));
-      Eigen::Map<const RowMajor, 0, Strided> v(cache.v.data_ptr<float>() + h * head_dim_, cache.length, head_dim_, Strided(e, 1));
-      Eigen::Map<const Eigen::VectorXf> q(query_.data_ptr<float>() + h * head_dim_, head_dim_);
-      scores_.noalias() = k * q;
-      scores_ *= scale;
-      scores_ = (scores_.array() - scores_.maxCoeff()).exp();
-      scores_ /= scores_.sum();
-      Eigen::Map<Eigen::VectorXf>(attended_.data_ptr<float>() + h * head_dim_, head_dim_).noalias() = v.transpose() * scores_;
-    }
+    scores_.resize(std::max(threads_, 1));
+    attnbench::cpu::parallel_parts(heads_, 1, threads_, [&](int part, int64_t first, int64_t last) {
+      Eigen::VectorXf& scores = scores_[part];
+      scores.resize(cache.length);
+      for (int64_t h = first; h < last; ++h) {
+        // Head h of every cached token: rows of Dh floats, E apart.
+        Eigen::Map<const RowMajor, 0, Strided> k(cache.k.data_ptr<float>() + h * head_dim_, cache.length, head_dim_, Strided(e, 1));
+        Eigen::Map<const RowMajor, 0, Strided> v(cache.v.data_ptr<float>() + h * head_dim_, cache.length, head_dim_, Strided(e, 1));
+        Eigen::Map<const Eigen::VectorXf> q(query_.data_ptr<float>() + h * head_dim_, head_dim_);
+        scores.noalias() = k * q;
+        scores *= scale;
+        scores = (scores.array() - scores.maxCoeff()).exp();
+        scores /= scores.sum();
+        Eigen::Map<Eigen::VectorXf>(attended_.data_ptr<float>() + h * head_dim_, head_dim_).noalias() = v.transpose() * scores;
+      }
+    });
     at::Tensor out = at::empty({1, e});
-    attnbench::cpu::gemv(out.data_ptr<float>(), out_proj_weight_, attended_.data_ptr<float>(), out_proj_bias_);
+    attnbench::cpu::gemv(out.data_ptr<float>(), out_proj_weight_, attended_.data_ptr<float>(), out_proj_bias_, threads_);
     return out;
   }
 
@@ -258,11 +263,12 @@ class MultiheadAttention final : public attnbench::Attention {
   bool causal_;
   int64_t max_len_;
   bool cuda_graphs_;
+  int threads_;  // run.threads: the CPU step splits its rows and heads over them
   std::string weights_path_;
   at::Tensor in_proj_weight_, in_proj_bias_, out_proj_weight_, out_proj_bias_;
   at::Tensor weight_parts_[3], bias_parts_[3];  // q, k, v rows of in_proj, as views
   at::Tensor query_, attended_;                 // step_one_cpu's buffers, (E) each
-  Eigen::VectorXf scores_;
+  std::vector<Eigen::VectorXf> scores_;  // one per thread of the CPU step
 #ifdef ATTNBENCH_WITH_CUDA
   attnbench::mha::CudaWeights cuda_weights_;
 #endif

@@ -104,6 +104,7 @@ class ReservoirAttention final : public attnbench::Attention {
         heads_(args.params.get_int("heads")),
         leak_(args.params.get_float("leak")),
         cuda_graphs_(args.params.get_bool("cuda_graphs")),
+        threads_(args.threads),
         weights_path_(args.params.get_string("weights")) {
     const attnbench::Params& p = args.params;
     validate(p, embed_dim_);
@@ -370,25 +371,29 @@ class ReservoirAttention final : public attnbench::Attention {
     const at::Tensor u = u_t[0].contiguous();
     const float* input = u.data_ptr<float>();
     if (input_proj_dev_.defined()) {
-      attnbench::cpu::gemv(projected_.data_ptr<float>(), input_proj_dev_, input);
+      attnbench::cpu::gemv(projected_.data_ptr<float>(), input_proj_dev_, input, at::Tensor(), threads_);
       input = projected_.data_ptr<float>();
     }
-    attnbench::cpu::gemv(pre_.data_ptr<float>(), win_input_, input, win_bias_);
+    attnbench::cpu::gemv(pre_.data_ptr<float>(), win_input_, input, win_bias_, threads_);
     float* x = s.x.data_ptr<float>();
     advance_cpu(pre_.data_ptr<float>(), x);
-    attnbench::cpu::gemv(query_.data_ptr<float>(), query_proj_dev_, u.data_ptr<float>());
+    attnbench::cpu::gemv(query_.data_ptr<float>(), query_proj_dev_, u.data_ptr<float>(), at::Tensor(), threads_);
     at::Tensor out = at::empty({1, embed_dim_});
     Eigen::Map<const Eigen::VectorXf> xv(x, size_);
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
-    for (int64_t h = 0; h < heads_; ++h) {
-      Eigen::Map<const RowMajor, 0, Strided> k(ek_dev_.data_ptr<float>() + h * head_dim_, size_, head_dim_, Strided(embed_dim_, 1));
-      Eigen::Map<const RowMajor, 0, Strided> v(ev_dev_.data_ptr<float>() + h * head_dim_, size_, head_dim_, Strided(embed_dim_, 1));
-      scores_.noalias() = k * Eigen::Map<const Eigen::VectorXf>(query_.data_ptr<float>() + h * head_dim_, head_dim_);
-      scores_ *= scale;
-      scores_ = (scores_.array() - scores_.maxCoeff()).exp();
-      scores_ = scores_.cwiseProduct(xv) / scores_.sum();
-      Eigen::Map<Eigen::VectorXf>(out.data_ptr<float>() + h * head_dim_, head_dim_).noalias() = v.transpose() * scores_;
-    }
+    scores_.resize(std::max(threads_, 1));
+    attnbench::cpu::parallel_parts(heads_, 1, threads_, [&](int part, int64_t first, int64_t last) {
+      Eigen::VectorXf& scores = scores_[part];
+      for (int64_t h = first; h < last; ++h) {
+        Eigen::Map<const RowMajor, 0, Strided> k(ek_dev_.data_ptr<float>() + h * head_dim_, size_, head_dim_, Strided(embed_dim_, 1));
+        Eigen::Map<const RowMajor, 0, Strided> v(ev_dev_.data_ptr<float>() + h * head_dim_, size_, head_dim_, Strided(embed_dim_, 1));
+        scores.noalias() = k * Eigen::Map<const Eigen::VectorXf>(query_.data_ptr<float>() + h * head_dim_, head_dim_);
+        scores *= scale;
+        scores = (scores.array() - scores.maxCoeff()).exp();
+        scores = scores.cwiseProduct(xv) / scores.sum();
+        Eigen::Map<Eigen::VectorXf>(out.data_ptr<float>() + h * head_dim_, head_dim_).noalias() = v.transpose() * scores;
+      }
+    });
     return out;
   }
 
@@ -397,6 +402,7 @@ class ReservoirAttention final : public attnbench::Attention {
   int64_t embed_dim_, heads_, head_dim_ = 0, size_ = 0, in_size_ = 0;
   double leak_;
   bool cuda_graphs_;
+  int threads_;  // run.threads: the CPU step splits its rows and heads over them
   std::string weights_path_;
   attnbench::reservoir::GraphSpec graph_;
   attnbench::reservoir::DegreeStats stats_;
@@ -410,7 +416,8 @@ class ReservoirAttention final : public attnbench::Attention {
 #ifdef ATTNBENCH_WITH_CUDA
   attnbench::reservoir::CudaStepWeights cuda_weights_;
 #endif
-  Eigen::VectorXf recurrent_, scores_;
+  Eigen::VectorXf recurrent_;
+  std::vector<Eigen::VectorXf> scores_;  // one per thread of the CPU step
 };
 
 }  // namespace

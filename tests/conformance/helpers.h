@@ -14,12 +14,13 @@
 namespace attnbench::testing {
 
 inline std::unique_ptr<AttentionLayer> make_layer(const std::string& plugin_name, const Params& given, int64_t embed_dim,
-                                                  uint64_t seed = 0) {
+                                                  uint64_t seed = 0, int threads = 1) {
   const Plugin& plugin = load_plugin(plugin_name, ATTNBENCH_PLUGIN_ATTENTION);
   CreateArgs args;
   args.params = complete_params(plugin, given);
   args.embed_dim = embed_dim;
   args.seed = seed;
+  args.threads = threads;
   return std::make_unique<AttentionLayer>(plugin, args);
 }
 
@@ -54,6 +55,16 @@ inline void expect_streaming_contract(AttentionLayer& layer, const at::Tensor& x
   for (int64_t b = 0; b < x.size(1); ++b) {
     EXPECT_LT(rel(run_full(layer, x.slice(1, b, b + 1)), full.slice(1, b, b + 1)), tolerance) << "row " << b;
   }
+}
+
+// run.threads splits a CPU step's rows and heads over threads; each output element is still computed by
+// one thread in the same order, so the steps equal those of one thread exactly. E = 256: rows enough to split.
+inline void expect_threads_leave_steps_unchanged(const std::string& plugin_name, const Params& given) {
+  constexpr int64_t kWide = 256;
+  at::Tensor x = at::randn({12, 1, kWide});
+  at::Tensor one = run_steps(*make_layer(plugin_name, given, kWide, 7, 1), x);
+  at::Tensor two = run_steps(*make_layer(plugin_name, given, kWide, 7, 2), x);
+  EXPECT_TRUE(at::equal(one, two)) << "relative RMS " << rel(two, one);
 }
 
 }  // namespace attnbench::testing

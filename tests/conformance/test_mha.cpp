@@ -70,6 +70,12 @@ TEST(Mha, StreamingContractHolds) {
   attnbench::testing::expect_streaming_contract(*layer, at::randn({24, 1, kE}), 1e-6, 1e-5);
 }
 
+TEST(Mha, CpuStepsOnTwoThreadsEqualOneThread) {
+  Params p;
+  p.set("heads", kHeads);
+  attnbench::testing::expect_threads_leave_steps_unchanged("mha", p);
+}
+
 TEST(Mha, CacheGrowsLinearlyAndHonoursMaxLen) {
   Params p;
   p.set("heads", kHeads);

@@ -146,6 +146,10 @@ TEST(Reservoir, StreamingContractHolds) {
   attnbench::testing::expect_streaming_contract(*make_layer("reservoir", projected, kE), at::randn({30, 2, kE}), 1e-6, 1e-5);
 }
 
+TEST(Reservoir, CpuStepsOnTwoThreadsEqualOneThread) {
+  attnbench::testing::expect_threads_leave_steps_unchanged("reservoir", reservoir_params(256));
+}
+
 TEST(Reservoir, StateSizeIsConstant) {
   auto layer = make_layer("reservoir", reservoir_params(64), kE);
   auto state = layer->init_state(2);

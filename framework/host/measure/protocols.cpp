@@ -128,7 +128,10 @@ std::vector<std::vector<double>> Measurer::repeat(Run&& run, int64_t output_byte
 Stats Measurer::time_full() {
   std::unique_ptr<State> state;
   auto runs = repeat([&](const at::Tensor& x, Timer& timer) {
-    state = layer_.init_state(x.size(1));  // outside the marks: the state's allocation is not the forward
+    // Outside the marks: the state, sized for the sequence as the streaming modes size it (a KV cache
+    // allocated on first use would otherwise be), is not the forward.
+    state = layer_.init_state(x.size(1));
+    layer_.reserve(*state, x.size(0));
     timer.mark();
     layer_.forward(x, *state);
     timer.mark();

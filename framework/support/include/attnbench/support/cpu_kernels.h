@@ -8,22 +8,45 @@
 #include <ATen/ATen.h>
 #include <Eigen/Core>
 
+#include <algorithm>
+
 namespace attnbench::cpu {
 
 using RowMajorMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// f(part, begin, end) for the parts of [0, n): at most `threads` of them and none below `grain` items,
+// on that many OpenMP threads where the including target is built with OpenMP (else one after another).
+// A token's step is bound by the bandwidth one core draws from cache, so each core added brings its own.
+// Its own team, not torch's pool: where torch runs on OpenBLAS, the runner keeps torch's pool at one thread.
+template <typename F>
+void parallel_parts(int64_t n, int64_t grain, int threads, const F& f) {
+  const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n / std::max<int64_t>(grain, 1))));
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
+#endif
+  for (int part = 0; part < parts; ++part) f(part, n * part / parts, n * (part + 1) / parts);
+}
+
+// Rows a thread gets at least: below this, waking a second thread costs more than reading the rows.
+constexpr int64_t kMinRowsPerThread = 128;
+
 // out = w x (+ bias): w (rows, cols) float32 row-major and contiguous, x (cols), bias (rows) or undefined;
-// `out` points at `rows` floats (a row of a KV cache, a scratch buffer).
-inline void gemv(float* out, const at::Tensor& w, const float* x, const at::Tensor& bias = at::Tensor()) {
-  const int64_t rows = w.size(0), cols = w.size(1);
-  Eigen::Map<const RowMajorMatrix> m(w.data_ptr<float>(), rows, cols);
-  Eigen::Map<const Eigen::VectorXf> v(x, cols);
-  Eigen::Map<Eigen::VectorXf> y(out, rows);
-  if (bias.defined()) {
-    y.noalias() = m * v + Eigen::Map<const Eigen::VectorXf>(bias.data_ptr<float>(), rows);
-  } else {
-    y.noalias() = m * v;
-  }
+// `out` points at `rows` floats (a row of a KV cache, a scratch buffer); the rows split over `threads`.
+inline void gemv(float* out, const at::Tensor& w, const float* x, const at::Tensor& bias = at::Tensor(),
+                 int threads = 1) {
+  const int64_t cols = w.size(1);
+  const float* weights = w.data_ptr<float>();
+  const float* shift = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  parallel_parts(w.size(0), kMinRowsPerThread, threads, [&](int, int64_t begin, int64_t end) {
+    Eigen::Map<const RowMajorMatrix> m(weights + begin * cols, end - begin, cols);
+    Eigen::Map<const Eigen::VectorXf> v(x, cols);
+    Eigen::Map<Eigen::VectorXf> y(out + begin, end - begin);
+    if (shift != nullptr) {
+      y.noalias() = m * v + Eigen::Map<const Eigen::VectorXf>(shift + begin, end - begin);
+    } else {
+      y.noalias() = m * v;
+    }
+  });
 }
 
 }  // namespace attnbench::cpu
