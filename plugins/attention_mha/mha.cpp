@@ -218,7 +218,7 @@ class MultiheadAttention final : public attnbench::Attention {
     cache.length = t + 1;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
     scores_.resize(std::max(threads_, 1));
-    attnbench::cpu::parallel_parts(heads_, 1, threads_, [&](int part, int64_t first, int64_t last) {
+    attnbench::cpu::parallel_parts(heads_, threads_, [&](int part, int64_t first, int64_t last) {
       Eigen::VectorXf& scores = scores_[part];
       scores.resize(cache.length);
       for (int64_t h = first; h < last; ++h) {

@@ -382,7 +382,7 @@ class ReservoirAttention final : public attnbench::Attention {
     Eigen::Map<const Eigen::VectorXf> xv(x, size_);
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
     scores_.resize(std::max(threads_, 1));
-    attnbench::cpu::parallel_parts(heads_, 1, threads_, [&](int part, int64_t first, int64_t last) {
+    attnbench::cpu::parallel_parts(heads_, threads_, [&](int part, int64_t first, int64_t last) {
       Eigen::VectorXf& scores = scores_[part];
       for (int64_t h = first; h < last; ++h) {
         Eigen::Map<const RowMajor, 0, Strided> k(ek_dev_.data_ptr<float>() + h * head_dim_, size_, head_dim_, Strided(embed_dim_, 1));

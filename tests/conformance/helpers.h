@@ -58,7 +58,7 @@ inline void expect_streaming_contract(AttentionLayer& layer, const at::Tensor& x
 }
 
 // run.threads splits a CPU step's rows and heads over threads; each output element is still computed by
-// one thread in the same order, so the steps equal those of one thread exactly. E = 256: rows enough to split.
+// one thread in the same order, so the steps equal those of one thread exactly.
 inline void expect_threads_leave_steps_unchanged(const std::string& plugin_name, const Params& given) {
   constexpr int64_t kWide = 256;
   at::Tensor x = at::randn({12, 1, kWide});
