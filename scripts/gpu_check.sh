@@ -6,10 +6,7 @@
 # ATTNBENCH_CTEST_ARGS adds ctest options (e.g. -R to run some tests only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p "${OUT:-out}" /tmp/deps
-out=$(cd "${OUT:-out}" && pwd)
-for f in .gpu-deps/*.deb; do dpkg -x "$f" /tmp/deps; done
-export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-} ATTNBENCH_PREFIX_PATH=/tmp/deps/usr
+source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 start=$(date +%s)
 scripts/build.sh --cuda -DATTNBENCH_TESTS=ON > "$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }

@@ -7,10 +7,7 @@
 # transfer limit: scripts/half_checkpoint.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p "${OUT:-out}" /tmp/deps
-out=$(cd "${OUT:-out}" && pwd)
-for f in .gpu-deps/*.deb; do dpkg -x "$f" /tmp/deps; done
-export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-} ATTNBENCH_PREFIX_PATH=/tmp/deps/usr ATTNBENCH_NO_APT=1
+source scripts/gpu_env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 step() { local name=$1 limit=$2; shift 2; local t0=$(date +%s); timeout "$limit" "$@" > "$out/$name.txt" 2>&1; local rc=$?
          echo "$name: exit $rc, $(( $(date +%s) - t0 )) s" | tee -a "$out/steps.txt"; }

@@ -3,9 +3,7 @@
 # over every GPU (--devices), and prints both wall times and the per-cell medians side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=$(mkdir -p "${OUT:-out}" && cd "${OUT:-out}" && pwd)
-mkdir -p /tmp/deps && for f in .gpu-deps/*.deb; do dpkg -x "$f" /tmp/deps; done
-export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-} ATTNBENCH_PREFIX_PATH=/tmp/deps/usr
+source scripts/gpu_env.sh
 scripts/build.sh --cuda -DATTNBENCH_TESTS=OFF > "$out/build.log" 2>&1
 gpus=$(nvidia-smi -L | wc -l)
 devices=$(seq -s, 0 $((gpus - 1)))

@@ -5,10 +5,7 @@
 # Everything goes to $OUT (default ./out). Needs .gpu-deps/ from scripts/gpu_deps.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p "${OUT:-out}" /tmp/deps
-out=$(cd "${OUT:-out}" && pwd)
-for f in .gpu-deps/*.deb; do dpkg -x "$f" /tmp/deps; done
-export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-} ATTNBENCH_PREFIX_PATH=/tmp/deps/usr
+source scripts/gpu_env.sh
 
 # What the plugin needs from this Python: its headers and a shared libpython.
 python3 - > "$out/python.txt" 2>&1 <<'EOF'
