@@ -81,7 +81,7 @@ std::vector<StudyKey> core_keys() {
   cell_key(amp_dtype, to(&Cell::amp_dtype));
   cell_key(with_range(key("run.batch", T::kInt, "1", "sequences per call (B); must divide data.samples"), 1),
            to(&Cell::batch));
-  cell_key(with_range(key("run.threads", T::kInt, "1", "torch and BLAS threads"), 1, 1024), to(&Cell::threads));
+  cell_key(with_range(key("run.threads", T::kInt, "1", "CPU threads: the BLAS's (torch's pool too, except on OpenBLAS builds, where it stays at 1 so the two do not fight) and a streamed token's step's"), 1, 1024), to(&Cell::threads));
   cell_key(with_range(key("run.seed", T::kInt, "0", "seed of the data and of layers with random weights"), 0),
            to(&Cell::seed));
   cell_key(with_range(key("run.seed_len", T::kInt, "16", "rollout: tokens fed before the closed loop"), 1),
