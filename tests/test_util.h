@@ -1,4 +1,5 @@
-// What the test files share: a scratch folder per test process and reading a results file.
+// What the test files share: a scratch folder per test process, reading a results file, and a small
+// study for the loader's tests to extend.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -26,5 +27,15 @@ inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
   return out;
 }
+
+// Two small layers (mha, reservoir) on synthetic tokens; tests append sections to it. Error messages
+// point into it by line and column, so its text is part of their expectations.
+inline constexpr const char* kTwoLayerStudy = R"(
+name: t
+data: {embedder: synthetic, seq_len: 32}
+attention:
+  - {name: a, plugin: mha, params: {heads: 2}}
+  - {name: b, plugin: reservoir, params: {res_size: 16}}
+)";
 
 }  // namespace attnbench::testing

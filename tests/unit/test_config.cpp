@@ -6,6 +6,7 @@
 #include "cli/run_study.h"
 #include "plugins/loader.h"
 #include "study/select.h"
+#include "test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -18,13 +19,7 @@ using attnbench::Study;
 
 namespace {
 
-const char* kBase = R"(
-name: t
-data: {embedder: synthetic, seq_len: 32}
-attention:
-  - {name: a, plugin: mha, params: {heads: 2}}
-  - {name: b, plugin: reservoir, params: {res_size: 16}}
-)";
+const char* const kBase = attnbench::testing::kTwoLayerStudy;
 
 Study load(const std::string& extra, LoadOptions options = {}) { return load_study_text(kBase + extra, "s.yaml", options); }
 

@@ -258,13 +258,7 @@ TEST(AtomicFiles, ADirectoryIsNotASafetensorsFile) {
 
 namespace {
 
-const char* kStudy = R"(
-name: t
-data: {embedder: synthetic, seq_len: 32}
-attention:
-  - {name: a, plugin: mha, params: {heads: 2}}
-  - {name: b, plugin: reservoir, params: {res_size: 16}}
-)";
+const char* const kStudy = attnbench::testing::kTwoLayerStudy;
 
 attnbench::LoadOptions fake_plugins(std::vector<std::string> overrides = {}) {
   attnbench::LoadOptions options;
