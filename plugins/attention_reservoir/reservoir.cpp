@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace {
 
@@ -189,13 +190,21 @@ class ReservoirAttention final : public attnbench::Attention {
     return forward(u_t.unsqueeze(0), state).squeeze(0);
   }
 
-  // A step reads every weight (W as CSR: values, 64-bit indices and row offsets), the token and the state;
-  // it writes the state and its output. Nothing depends on how many tokens came before.
+  // A step reads every weight (W as CSR: values, 64-bit indices and row offsets; on the fused CUDA step
+  // the folded keys in place of Wq and Ek), the token and the state; it writes the state and its output.
+  // Nothing depends on how many tokens came before.
   attnbench::StepTraffic step_traffic(const attnbench::State& state) const override {
     const auto& s = attnbench::state_cast<ReservoirState>(state);
     const int64_t element = static_cast<int64_t>(c10::elementSize(dtype_)), batch = s.x.size(0);
     int64_t weights = w_.nonZeros() * (4 + 8) + (size_ + 1) * 8;
-    for (const at::Tensor* t : {&win_bias_, &win_input_, &input_proj_dev_, &query_proj_dev_, &ek_dev_, &ev_dev_}) {
+    std::vector<const at::Tensor*> read = {&win_bias_, &win_input_, &input_proj_dev_, &ev_dev_};
+    bool folded = false;  // the fused CUDA step scores from the folded keys instead of Wq and Ek
+#ifdef ATTNBENCH_WITH_CUDA
+    folded = device_.is_cuda() && cuda_weights_.folded_keys.defined() && attnbench::reservoir::fused_step_applies(batch);
+    if (folded) read.push_back(&cuda_weights_.folded_keys);
+#endif
+    if (!folded) read.insert(read.end(), {&query_proj_dev_, &ek_dev_});
+    for (const at::Tensor* t : read) {
       if (t->defined()) weights += t->nbytes();
     }
     const int64_t state_bytes = s.x.nbytes();
@@ -303,8 +312,12 @@ class ReservoirAttention final : public attnbench::Attention {
       csr_indices_ = at::from_blob(const_cast<int64_t*>(w_.innerIndexPtr()), {nnz}, at::kLong).to(index);
       csr_values_ = at::from_blob(const_cast<float*>(w_.valuePtr()), {nnz}, at::kFloat).to(device_);
 #ifdef ATTNBENCH_WITH_CUDA
-      cuda_weights_ = {input_proj_dev_, win_bias_, win_input_, query_proj_dev_, ek_dev_, ev_dev_,
+      cuda_weights_ = {input_proj_dev_, win_bias_, win_input_, query_proj_dev_, ek_dev_, ev_dev_, at::Tensor(),
                        csr_indptr_, csr_indices_, csr_values_, heads_, leak_};
+      // Made with the other weights, so no measured mode counts it: H times Ek's size, in float32.
+      if (!input_proj_dev_.defined() && attnbench::reservoir::fused_step_fits(size_, embed_dim_, heads_)) {
+        cuda_weights_.folded_keys = attnbench::reservoir::fold_query_into_keys(query_proj_dev_, ek_dev_, heads_);
+      }
 #endif
     }
   }

@@ -6,7 +6,9 @@
 // esn_sequence_grid_kernel instead: its rows spread over many blocks of a cooperative launch, which
 // meet at a grid-wide barrier after each token.
 //
-// A streamed token is latency, not arithmetic: two kernels (three with an input projection), each
+// A streamed token is latency, not arithmetic. A batch of 4 to 16 sequences takes the fused step below:
+// one cooperative kernel a token that reads each weight once for the whole batch. Otherwise (batch 1
+// to 3, or an input projection) the split step: two kernels (three with an input projection), each
 // spread over many blocks. The first computes Win u and Wq u, a warp per row, and the warps of the
 // state's rows finish the recurrence right away (a row of W x needs only the old state). The second
 // splits attention over the static keys into slices of rows (cuda_kernels.cuh); it starts while the
@@ -20,6 +22,7 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cooperative_groups.h>
+#include <cuda_pipeline_primitives.h>
 
 namespace attnbench::reservoir {
 namespace {
@@ -250,6 +253,352 @@ __global__ void attend_kernel(StepArgs<T> a) {
   merge_slices(sh, partials, a.slices, a.dh, a.arrivals + b * a.heads + h, a.out + b * a.e + h * a.dh);
 }
 
+// The fused step: one kernel a token, for up to kMaxFusedBatch sequences. With Wq folded into the keys
+// (K'[h, r] = Wq_h^T Ek[r, h], so a score is u . K'[h, r]), nothing a state row needs depends on another
+// block: block j owns `rows` state rows and, for every sequence, computes their recurrence, their scores
+// and their share of each head's softmax and weighted values; weight rows are read once for the whole
+// batch. The blocks then meet once (a grid barrier; the launch is cooperative) and each block merges
+// a tile of outputs across the blocks' shares, exactly and in a fixed order.
+//
+// A token is a few dependent trips to memory, and reading its weights is bound by how many load
+// instructions the SMs issue: on the H100 a 4.7 MB read by 128 blocks costs ~4 us in 4-byte loads and
+// ~1 us in 16-byte ones. So every global access here is 16 bytes wide, and everything that depends on
+// nothing (weights, token, Ev's rows, the old state, W's row bounds) is requested in the first trip;
+// the token, Ev and the state go to shared memory by asynchronous copies. Index arithmetic is 32-bit: a
+// 64-bit division is a long software routine.
+constexpr int kMaxFusedBatch = 16;
+// Below this batch the split step was as fast or faster on the H100, N = 256 (a token at batch 1: 11.4
+// us split against 13.8 fused; batch 4 in fp32: 14.4 against 15.9); from it on the fused one wins
+// (batch 4 under AMP: 17.2 against 15.3; at N = 1024: 32.3 against 24.6; batch 16: 37.3 against 19.7).
+constexpr int kMinFusedBatch = 4;
+// Blocks the state's rows are spread over (fewer when they would not all be resident). On the H100 at
+// N = 256, 128 blocks beat 64 at batch 1 and 16 (13.8 vs 14.8 and 22.2 vs 32.5 us a token).
+constexpr int64_t kFusedBlocks = 128;
+constexpr int kMaxFusedWarps = 16;  // a block's warps, the gather warp included (the registers allow 20)
+constexpr int kRowWords = 8;     // 16-byte words of a weight row a lane holds at once
+constexpr int kMergeLoads = 8;   // blocks' shares a lane loads at once when it merges them
+constexpr int kGatherLoads = 8;  // W's nonzeros a lane loads at once
+
+template <typename T>
+struct FusedArgs {
+  const T* u;                // (B, E) the token
+  const T* win_bias;         // (N)
+  const T* win_input;        // (N, E)
+  const float* folded_keys;  // (H, N, E)
+  const int64_t* indptr;
+  const int64_t* indices;
+  const float* values;
+  const T* ev;               // (N, E)
+  float* x;                  // (B, N) the state, advanced
+  float* stats;              // (blocks, B, H, 2): each block's softmax max and sum of exponentials
+  float* shares;             // (blocks, B, E): each block's exp-weighted values
+  unsigned long long* arrivals;  // the grid barrier's count; only ever grows
+  T* out;                    // (B, E)
+  int batch, n, e, heads, dh, rows;
+  bool stage_state;          // the old state (B, N) is copied to shared memory
+  float leak, scale;
+};
+
+// The fused kernel's shared memory, in 16-byte aligned pieces; the host sizes it with the same code.
+struct FusedLayout {
+  int inputs, values, state, dots, weights, old, recurrent, next, bias, merged, bytes;  // byte offsets
+  __host__ __device__ FusedLayout(int batch, int n, int e, int heads, int rows, bool stage_state, int threads,
+                                  int element_size) {
+    int at = 0;
+    auto take = [&at](int bytes) {
+      const int start = at;
+      at += (bytes + 15) / 16 * 16;
+      return start;
+    };
+    inputs = take(batch * e * element_size);         // (B, E) the token
+    values = take(rows * e * element_size);          // (rows, E) Ev's rows
+    state = take(stage_state ? batch * n * 4 : 0);   // (B, N) the old state
+    dots = take(rows * (1 + heads) * batch * 4);     // (rows * (1 + H), B)
+    weights = take(batch * heads * rows * 4);        // (B, H, rows) softmax numerators times the new state
+    old = take(batch * rows * 4);                    // (B, rows) the rows' old state
+    recurrent = take(batch * rows * 4);              // (B, rows) W x
+    next = take(batch * rows * 4);                   // (B, rows) the new state
+    bias = take(rows * 4);                           // (rows)
+    merged = take(threads * 6 * 4);                  // (warps, 32, 2 + 4) the warps' merges of a tile
+    bytes = at;
+  }
+};
+
+// A lane's 16-byte words of pass `pass` over a row of `e` elements of W: word q at
+// (pass * kRowWords + q) * 32 + lane.
+template <typename W>
+__device__ __forceinline__ void load_row_words(const W* row, int e, int pass, uint4* words) {
+  constexpr int kVec = 16 / sizeof(W);
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int q = 0; q < kRowWords; ++q) {
+    const int word = (pass * kRowWords + q) * 32 + lane;
+    if (word * kVec < e) words[q] = reinterpret_cast<const uint4*>(row)[word];
+  }
+}
+
+// acc[b] += this lane's words of a row (elements W) . inputs[b * e ...] (elements X in shared memory),
+// b < batch. Inputs of the row's element size are read a word at a time.
+template <typename W, typename X>
+__device__ __forceinline__ void dot_words(const uint4* words, const X* inputs, int batch, int e, int pass, float* acc) {
+  constexpr int kVec = 16 / sizeof(W);
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int q = 0; q < kRowWords; ++q) {
+    const int first = ((pass * kRowWords + q) * 32 + lane) * kVec;
+    if (first >= e) break;
+    const W* w = reinterpret_cast<const W*>(&words[q]);
+#pragma unroll
+    for (int b = 0; b < kMaxFusedBatch; ++b) {
+      if (b >= batch) break;
+      const X* input = inputs + b * e + first;
+      if constexpr (sizeof(X) == sizeof(W)) {
+        const uint4 word = *reinterpret_cast<const uint4*>(input);
+        const X* in = reinterpret_cast<const X*>(&word);
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) acc[b] += static_cast<float>(w[k]) * static_cast<float>(in[k]);
+      } else {
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) acc[b] += static_cast<float>(w[k]) * static_cast<float>(input[k]);
+      }
+    }
+  }
+}
+
+// Dot row i of the block (Win's row r0 + i for i < owned, then K'[h, r0 + k] at i = owned + h * owned + k)
+// with every input; its first pass's words may already be in `words`.
+template <typename T>
+__device__ void dot_row(const FusedArgs<T>& a, const T* inputs, int r0, int owned, int i, bool have_words,
+                        uint4* words, float* out) {
+  float acc[kMaxFusedBatch];
+#pragma unroll
+  for (int b = 0; b < kMaxFusedBatch; ++b) acc[b] = 0.f;
+  if (i < owned) {
+    const T* row = a.win_input + static_cast<int64_t>(r0 + i) * a.e;
+    for (int pass = 0; pass * 32 * kRowWords * (16 / static_cast<int>(sizeof(T))) < a.e; ++pass) {
+      if (!(have_words && pass == 0)) load_row_words(row, a.e, pass, words);
+      dot_words<T>(words, inputs, a.batch, a.e, pass, acc);
+    }
+  } else {
+    const int h = (i - owned) / owned, k = (i - owned) % owned;
+    const float* row = a.folded_keys + (static_cast<int64_t>(h) * a.n + r0 + k) * a.e;
+    for (int pass = 0; pass * 32 * kRowWords * 4 < a.e; ++pass) {
+      if (!(have_words && pass == 0)) load_row_words(row, a.e, pass, words);
+      dot_words<float>(words, inputs, a.batch, a.e, pass, acc);
+    }
+  }
+  // The sequences' warp reductions side by side, so their shuffles overlap.
+  for (int offset = 16; offset > 0; offset /= 2) {
+#pragma unroll
+    for (int b = 0; b < kMaxFusedBatch; ++b) acc[b] += __shfl_xor_sync(0xffffffffu, acc[b], offset);
+  }
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int b = 0; b < kMaxFusedBatch; ++b) {
+    if (b == lane && b < a.batch) out[b] = acc[b];
+  }
+}
+
+// The grid barrier (the launch is cooperative, so every block is resident): each block adds one to a
+// count that only ever grows, then waits for it to reach the next multiple of the grid's size. A block
+// reads the count when it starts, before it can have arrived, so it knows that multiple without a
+// round trip of its own: arrivals of this launch leave the count short of it.
+__device__ __forceinline__ unsigned long long barrier_target(const unsigned long long* arrivals) {
+  ::cuda::atomic_ref<const unsigned long long, ::cuda::thread_scope_device> count(*arrivals);
+  return (count.load(::cuda::memory_order_relaxed) / gridDim.x + 1) * gridDim.x;
+}
+
+// What a block wrote before it is visible to every block after it (read those with __ldcg: another SM's
+// L1 may hold stale lines).
+__device__ void grid_barrier(unsigned long long* arrivals, unsigned long long target) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    ::cuda::atomic_ref<unsigned long long, ::cuda::thread_scope_device> count(*arrivals);
+    count.fetch_add(1ull, ::cuda::memory_order_release);  // its result unused: no round trip to wait for
+    while (count.load(::cuda::memory_order_acquire) < target) {
+    }
+  }
+  __syncthreads();
+}
+
+// Folds (m2, t2, v2[4]), a softmax max, its sum of exponentials and four weighted values, into (m, t, v).
+__device__ __forceinline__ void fold_share(float& m, float& t, float* v, float m2, float t2, const float* v2) {
+  const float mm = fmaxf(m, m2);
+  if (mm == -INFINITY) return;  // neither holds a block yet
+  const float f = m == -INFINITY ? 0.f : expf(m - mm), g = m2 == -INFINITY ? 0.f : expf(m2 - mm);
+  t = t * f + t2 * g;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) v[k] = v[k] * f + v2[k] * g;
+  m = mm;
+}
+
+// Block j: state rows [j * rows, ...). Its last warp computes W x for those rows while the others dot
+// the block's Win and K' rows with every input.
+template <typename T>
+__global__ void fused_step_kernel(FusedArgs<T> a) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int batch = a.batch, e = a.e, heads = a.heads, rows = a.rows, n = a.n;
+  const int r0 = blockIdx.x * rows, owned = min(rows, n - r0), dot_rows = owned * (1 + heads);
+  const FusedLayout layout(batch, n, e, heads, rows, a.stage_state, blockDim.x, sizeof(T));
+  T* inputs = reinterpret_cast<T*>(smem + layout.inputs);
+  T* values = reinterpret_cast<T*>(smem + layout.values);
+  float* state = reinterpret_cast<float*>(smem + layout.state);
+  float* dots = reinterpret_cast<float*>(smem + layout.dots);
+  float* weights = reinterpret_cast<float*>(smem + layout.weights);
+  float* old = reinterpret_cast<float*>(smem + layout.old);
+  float* recurrent = reinterpret_cast<float*>(smem + layout.recurrent);
+  float* next = reinterpret_cast<float*>(smem + layout.next);
+  float* bias = reinterpret_cast<float*>(smem + layout.bias);
+  float* merged = reinterpret_cast<float*>(smem + layout.merged);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, gather_warp = blockDim.x / 32 - 1;
+
+  // First trip. A worker's first weight row and the gather warp's first row bounds of W go to registers.
+  uint4 words[kRowWords];
+  const bool have_words = warp < gather_warp && warp < dot_rows;
+  if (have_words) {
+    if (warp < owned) load_row_words(a.win_input + static_cast<int64_t>(r0 + warp) * e, e, 0, words);
+    else load_row_words(a.folded_keys + (static_cast<int64_t>((warp - owned) / owned) * n + r0 + (warp - owned) % owned) * e, e, 0, words);
+  }
+  const unsigned long long target = threadIdx.x == 0 ? barrier_target(a.arrivals) : 0;
+  int64_t nz_begin = 0, nz_end = 0;
+  if (warp == gather_warp && lane < batch * owned) {
+    nz_begin = a.indptr[r0 + lane % owned];
+    nz_end = a.indptr[r0 + lane % owned + 1];
+  }
+  {
+    const int input_words = batch * e * static_cast<int>(sizeof(T)) / 16, value_words = owned * e * static_cast<int>(sizeof(T)) / 16;
+    const uint4* u_words = reinterpret_cast<const uint4*>(a.u);
+    const uint4* ev_words = reinterpret_cast<const uint4*>(a.ev + static_cast<int64_t>(r0) * e);
+    for (int i = threadIdx.x; i < input_words; i += blockDim.x) __pipeline_memcpy_async(reinterpret_cast<uint4*>(inputs) + i, u_words + i, 16);
+    for (int i = threadIdx.x; i < value_words; i += blockDim.x) __pipeline_memcpy_async(reinterpret_cast<uint4*>(values) + i, ev_words + i, 16);
+    if (a.stage_state) {
+      for (int i = threadIdx.x; i < batch * n; i += blockDim.x) __pipeline_memcpy_async(state + i, a.x + i, 4);
+    }
+    __pipeline_commit();
+  }
+  for (int t = threadIdx.x; t < batch * owned; t += blockDim.x) old[(t / owned) * rows + t % owned] = a.x[(t / owned) * n + r0 + t % owned];
+  for (int t = threadIdx.x; t < owned; t += blockDim.x) bias[t] = static_cast<float>(a.win_bias[r0 + t]);
+  __pipeline_wait_prior(0);
+  __syncthreads();
+
+  if (warp == gather_warp) {
+    for (int t = lane; t < batch * owned; t += 32) {
+      const int b = t / owned, k = t % owned;
+      if (t >= 32) {
+        nz_begin = a.indptr[r0 + k];
+        nz_end = a.indptr[r0 + k + 1];
+      }
+      const float* x = a.stage_state ? state + b * n : a.x + static_cast<int64_t>(b) * n;
+      float acc = 0.f;
+      for (int64_t base = nz_begin; base < nz_end; base += kGatherLoads) {
+        int64_t col[kGatherLoads];
+        float val[kGatherLoads];
+#pragma unroll
+        for (int q = 0; q < kGatherLoads; ++q) {
+          if (base + q < nz_end) {
+            col[q] = a.indices[base + q];
+            val[q] = a.values[base + q];
+          }
+        }
+#pragma unroll
+        for (int q = 0; q < kGatherLoads; ++q) {
+          if (base + q < nz_end) acc += val[q] * x[col[q]];
+        }
+      }
+      recurrent[b * rows + k] = acc;
+    }
+  } else {
+    for (int i = warp; i < dot_rows; i += gather_warp) {
+      dot_row(a, inputs, r0, owned, i, have_words && i == warp, words, dots + i * batch);
+    }
+  }
+  __syncthreads();
+  for (int t = threadIdx.x; t < batch * owned; t += blockDim.x) {
+    const int b = t / owned, k = t % owned, i = b * rows + k;
+    // pre rounded to the compute dtype, as forward's GEMM rounds it, so step and forward agree under AMP.
+    const float pre = static_cast<float>(static_cast<T>(dots[k * batch + b] + bias[k]));
+    next[i] = (1.f - a.leak) * old[i] + a.leak * tanhf(pre + recurrent[i]);
+  }
+  __syncthreads();
+  float* stats = a.stats + static_cast<int64_t>(blockIdx.x) * batch * heads * 2;
+  for (int t = threadIdx.x; t < batch * heads; t += blockDim.x) {
+    const int b = t / heads, h = t % heads;
+    const float* score = dots + (owned + h * owned) * batch + b;  // row k's score at score[k * batch]
+    float m = -INFINITY;
+    for (int k = 0; k < owned; ++k) m = fmaxf(m, score[k * batch] * a.scale);
+    float total = 0.f;
+    for (int k = 0; k < owned; ++k) {
+      const float p = expf(score[k * batch] * a.scale - m);
+      total += p;
+      weights[t * rows + k] = p * next[b * rows + k];
+    }
+    stats[2 * t] = m;
+    stats[2 * t + 1] = total;
+  }
+  __syncthreads();
+  float4* shares = reinterpret_cast<float4*>(a.shares + static_cast<int64_t>(blockIdx.x) * batch * e);
+  for (int i = threadIdx.x; i < batch * e / 4; i += blockDim.x) {  // four columns of one head a thread
+    const int b = i / (e / 4), c = (i - b * (e / 4)) * 4;
+    const float* wk = weights + (b * heads + c / a.dh) * rows;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int k = 0; k < owned; ++k) {
+      const T* v = values + k * e + c;
+      acc.x += wk[k] * static_cast<float>(v[0]);
+      acc.y += wk[k] * static_cast<float>(v[1]);
+      acc.z += wk[k] * static_cast<float>(v[2]);
+      acc.w += wk[k] * static_cast<float>(v[3]);
+    }
+    shares[i] = acc;
+  }
+  grid_barrier(a.arrivals, target);
+  // Every block has read the old state by now.
+  for (int t = threadIdx.x; t < batch * owned; t += blockDim.x) {
+    a.x[(t / owned) * n + r0 + t % owned] = next[(t / owned) * rows + t % owned];
+  }
+  // A block per tile of 128 outputs (b, c..c+127): lane l takes columns c + 4l..c + 4l + 3 (one head),
+  // warp w the blocks' shares j = w, w + warps, ...; then the warps' merges are folded in warp order.
+  const int warps = blockDim.x / 32, blocks = gridDim.x, column_tiles = (e + 127) / 128;
+  for (int tile = blockIdx.x; tile < batch * column_tiles; tile += blocks) {
+    const int b = tile / column_tiles, c = (tile % column_tiles) * 128 + lane * 4, h = min(c, e - 1) / a.dh;
+    float m = -INFINITY, total = 0.f, acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int first = warp; first < blocks; first += warps * kMergeLoads) {
+      float2 st[kMergeLoads];
+      float4 v[kMergeLoads];
+#pragma unroll
+      for (int q = 0; q < kMergeLoads; ++q) {
+        const int j = first + q * warps;
+        if (j >= blocks) break;
+        st[q] = __ldcg(reinterpret_cast<const float2*>(a.stats) + (j * batch + b) * heads + h);
+        v[q] = c < e ? __ldcg(reinterpret_cast<const float4*>(a.shares + (static_cast<int64_t>(j) * batch + b) * e + c))
+                     : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+#pragma unroll
+      for (int q = 0; q < kMergeLoads; ++q) {
+        if (first + q * warps >= blocks) break;
+        const float v2[4] = {v[q].x, v[q].y, v[q].z, v[q].w};
+        fold_share(m, total, acc, st[q].x, st[q].y, v2);
+      }
+    }
+    float* mine = merged + threadIdx.x * 6;
+    mine[0] = m;
+    mine[1] = total;
+    for (int k = 0; k < 4; ++k) mine[2 + k] = acc[k];
+    __syncthreads();
+    if (warp == 0) {
+      m = -INFINITY, total = 0.f;
+      for (int k = 0; k < 4; ++k) acc[k] = 0.f;
+      for (int w = 0; w < warps; ++w) {
+        const float* theirs = merged + (w * 32 + lane) * 6;
+        fold_share(m, total, acc, theirs[0], theirs[1], theirs + 2);
+      }
+      if (c < e) {
+        for (int k = 0; k < 4; ++k) a.out[b * e + c + k] = static_cast<T>(acc[k] / total);
+      }
+    }
+    __syncthreads();
+  }
+}
+
 // Blocks per sequence for esn_sequence_grid_kernel: ~4 rows per warp, as many as stay co-resident.
 int64_t grid_blocks(int64_t n, int64_t batch) {
   int per_sm = 0;
@@ -303,11 +652,90 @@ void cuda_recurrence(const at::Tensor& pre, at::Tensor& x, at::Tensor& states, c
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+bool fused_step_applies(int64_t batch) { return batch >= kMinFusedBatch && batch <= kMaxFusedBatch; }
+
+// 32-bit offsets into a weight; rows of whole 16-byte words; four columns a thread within one head.
+bool fused_step_fits(int64_t n, int64_t e, int64_t heads) {
+  return heads * n * e < (int64_t{1} << 31) && e % 8 == 0 && (e / heads) % 4 == 0;
+}
+
+at::Tensor fold_query_into_keys(const at::Tensor& query, const at::Tensor& ek, int64_t heads) {
+  const int64_t n = ek.size(0), e = ek.size(1), dh = e / heads;
+  // In float64, so the only rounding is the final one to float32.
+  const at::Tensor q = query.to(at::kDouble).reshape({heads, dh, e});
+  const at::Tensor k = ek.to(at::kDouble).reshape({n, heads, dh}).permute({1, 0, 2});
+  return at::bmm(k, q).to(at::kFloat).contiguous();
+}
+
+namespace {
+
+// The fused step's shape for this batch: how many state rows a block owns, so that every block is
+// resident at once (the barrier needs it) and its shared memory fits; blocks == 0 when it does not fit.
+template <typename T>
+FusedShape fused_shape(int64_t batch, int64_t n, int64_t e, int64_t heads) {
+  if (!fused_step_fits(n, e, heads)) return {};
+  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  for (int64_t rows = attnbench::cuda::ceil_div(n, kFusedBlocks); rows <= n; rows *= 2) {
+    FusedShape f;
+    f.rows = rows;
+    f.blocks = attnbench::cuda::ceil_div(n, rows);
+    f.threads = 32 * static_cast<int>(std::min<int64_t>(rows * (1 + heads), kMaxFusedWarps - 1) + 1);
+    auto layout = [&](bool stage_state) {
+      return FusedLayout(static_cast<int>(batch), static_cast<int>(n), static_cast<int>(e), static_cast<int>(heads),
+                         static_cast<int>(rows), stage_state, f.threads, static_cast<int>(sizeof(T))).bytes;
+    };
+    f.stage_state = layout(true) <= kMaxSharedBytes;
+    f.shared = static_cast<size_t>(layout(f.stage_state));
+    if (static_cast<int64_t>(f.shared) > kMaxSharedBytes) return {};
+    allow_shared_bytes(reinterpret_cast<const void*>(fused_step_kernel<T>), f.shared);
+    int per_sm = 0;
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fused_step_kernel<T>, f.threads, f.shared));
+    if (f.blocks <= static_cast<int64_t>(per_sm) * sms) return f;
+  }
+  return {};
+}
+
+}  // namespace
+
 at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& w, CudaStepScratch& scratch, bool graph) {
   TORCH_CHECK(u.is_contiguous() && x.is_contiguous(), "reservoir cuda_step: u and x must be contiguous");
   const int64_t batch = u.size(0), e = u.size(1), n = x.size(1), heads = w.heads, dh = e / heads;
   const int64_t in = w.win_input.size(1);
   const c10::cuda::CUDAGuard guard(u.device());
+  at::Tensor out = at::empty({batch, e}, u.options());
+  if (!scratch.fused_decided) {  // once per state: its batch and dtype never change
+    scratch.fused_decided = true;
+    if (w.folded_keys.defined() && fused_step_applies(batch)) {
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "reservoir_fused_shape", [&] {
+        scratch.fused = fused_shape<scalar_t>(batch, n, e, heads);
+      });
+    }
+    if (scratch.fused.blocks > 0) {
+        scratch.stats = at::empty({scratch.fused.blocks, batch, heads, 2}, x.options());
+        scratch.shares = at::empty({scratch.fused.blocks, batch, e}, x.options());
+        scratch.barrier = at::zeros({1}, x.options().dtype(at::kLong));
+    }
+  }
+  const FusedShape& f = scratch.fused;
+  if (f.blocks > 0) {
+    // The kernel copies the token in 16-byte words; a view that starts elsewhere is copied first.
+    const at::Tensor token = reinterpret_cast<uintptr_t>(u.data_ptr()) % 16 == 0 ? u : u.clone();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "reservoir_fused_step", [&] {
+      const FusedArgs<scalar_t> a{
+          token.data_ptr<scalar_t>(), w.win_bias.data_ptr<scalar_t>(), w.win_input.data_ptr<scalar_t>(),
+          w.folded_keys.data_ptr<float>(), w.indptr.data_ptr<int64_t>(), w.indices.data_ptr<int64_t>(),
+          w.values.data_ptr<float>(), w.ev.data_ptr<scalar_t>(), x.data_ptr<float>(), scratch.stats.data_ptr<float>(),
+          scratch.shares.data_ptr<float>(), reinterpret_cast<unsigned long long*>(scratch.barrier.data_ptr<int64_t>()),
+          out.data_ptr<scalar_t>(), static_cast<int>(batch), static_cast<int>(n), static_cast<int>(e),
+          static_cast<int>(heads), static_cast<int>(dh), static_cast<int>(f.rows), f.stage_state,
+          static_cast<float>(w.leak), 1.f / sqrtf(static_cast<float>(dh))};
+      scratch.chain.resize(1);
+      scratch.chain.set(0, fused_step_kernel<scalar_t>, dim3(static_cast<unsigned>(f.blocks)),
+                        dim3(static_cast<unsigned>(f.threads)), f.shared, a, /*cooperative=*/true);
+    });
+    scratch.chain.run(at::cuda::getCurrentCUDAStream(), graph);
+    return out;
+  }
   const attnbench::cuda::Slicing slicing = attnbench::cuda::slicing_for(n);
   if (!scratch.x_next.defined() || !scratch.x_next.sizes().equals(x.sizes()) || scratch.query.scalar_type() != u.scalar_type()) {
     scratch.x_next = at::empty_like(x);
@@ -316,7 +744,6 @@ at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& 
     scratch.partials = at::empty({batch, heads, slicing.slices, 2 + dh}, x.options());
     scratch.arrivals = at::zeros({batch, heads}, x.options().dtype(at::kInt));
   }
-  at::Tensor out = at::empty({batch, e}, u.options());
   const size_t shared = attnbench::cuda::slice_shared_bytes(slicing.rows_per_slice, slicing.slices);
   TORCH_CHECK(static_cast<int64_t>(shared) <= kMaxSharedBytes, "reservoir: res_size ", n, " is too large for the CUDA step");
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "reservoir_step", [&] {

@@ -1,5 +1,5 @@
 // ReservoirAttention on CUDA: the recurrence of a whole sequence in one launch, and a streamed step of
-// two or three kernels.
+// one kernel (batches of 4 to 16 without an input projection) or two or three.
 #pragma once
 
 #ifdef ATTNBENCH_WITH_CUDA
@@ -17,20 +17,43 @@ void cuda_recurrence(const at::Tensor& pre, at::Tensor& x, at::Tensor& states, c
 struct CudaStepWeights {
   at::Tensor input_proj;                          // (in_size, E), undefined when in_size == E
   at::Tensor win_bias, win_input, query, ek, ev;  // (N), (N, in_size), (E, E), (N, E), (N, E); compute dtype
+  at::Tensor folded_keys;                         // (H, N, E) float32, fold_query_into_keys; enables the fused step
   at::Tensor indptr, indices, values;             // W in CSR
   int64_t heads = 0;
   double leak = 0;
 };
 
+// Whether a batch of this size streams through the fused step (one kernel a token) rather than the
+// split one; the fused step also needs the folded keys and no input projection.
+bool fused_step_applies(int64_t batch);
+// Whether the fused step's kernel takes a layer of this shape (res_size n, embed_dim e).
+bool fused_step_fits(int64_t n, int64_t e, int64_t heads);
+
+// Wq folded into the keys: K'[h, r] = Wq_h^T Ek[r, h] (Wq_h: the head's Dh rows), so that the score
+// q_h . Ek[r, h] is u . K'[h, r], computable from the token alone. (H, N, E) float32.
+at::Tensor fold_query_into_keys(const at::Tensor& query, const at::Tensor& ek, int64_t heads);
+
+// How the fused step splits the state's rows over blocks; blocks == 0: it does not apply.
+struct FusedShape {
+  int64_t rows = 0, blocks = 0;
+  int threads = 0;
+  bool stage_state = false;
+  size_t shared = 0;
+};
+
 // One state's scratch for streamed tokens and the launches that use it; made on the first step.
 struct CudaStepScratch {
-  at::Tensor projected, x_next, query, partials, arrivals;
+  at::Tensor projected, x_next, query, partials, arrivals;  // the split step
+  bool fused_decided = false;
+  FusedShape fused;
+  at::Tensor stats, shares, barrier;  // the fused step
   attnbench::KernelChain chain;
 };
 
 // One token for B sequences: u (B, E) in the compute dtype, x (B, N) float32 advanced in place.
-// Returns (B, E). The kernels: [input projection,] both projections with the recurrence, then attention
-// split across blocks; replayed as a CUDA graph when `graph`.
+// Returns (B, E). Fused (fused_step_applies, folded keys defined): one cooperative kernel. Split:
+// [input projection,] both projections with the recurrence, then attention split across blocks.
+// Replayed as a CUDA graph when `graph`.
 at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& w, CudaStepScratch& scratch, bool graph);
 
 }  // namespace attnbench::reservoir

@@ -1,7 +1,8 @@
 // Asserts the CUDA paths of the built-in plugins (skipped where there is no CUDA device): step equals
 // forward on CUDA with and without CUDA graphs, CUDA outputs equal the CPU's for the same weights, AMP
-// (fp16) stays within 1e-3 relative of fp32, and the reservoir's other kernels (input projection, a W
-// too large for one block's shared memory) match the CPU too.
+// (fp16) stays within 1e-3 relative of fp32, batches of 4 to 17 (the reservoir's fused step) step as
+// forward and as each sequence alone, and the reservoir's other kernels (input projection, a W too large
+// for one block's shared memory) match the CPU too.
 #include "conformance/helpers.h"
 #include "measure/device.h"
 
@@ -70,6 +71,23 @@ TEST_P(Cuda, HalfPrecisionStaysCloseToFloat) {
   EXPECT_EQ(half_full.scalar_type(), at::kHalf);
   EXPECT_LT(rel(attnbench::run_steps(*fp16, x.to(at::kHalf)), half_full), 1e-3);
   EXPECT_LT(rel(half_full, attnbench::run_full(*fp32, x)), 1e-2);
+}
+
+// 4 and 16: the bounds of the reservoir's fused step; 17: its split step again. Sequence 0 alone takes
+// the batch-1 kernels.
+TEST_P(Cuda, BatchesStepAsForwardAndAsEachSequenceAlone) {
+  const c10::Device cuda(c10::kCUDA, 0);
+  for (int64_t batch : {4, 16, 17}) {
+    for (c10::ScalarType dtype : {at::kFloat, at::kHalf}) {
+      auto layer = layer_on(GetParam(), params_for(GetParam(), true), cuda, dtype);
+      at::Tensor x = at::randn({60, batch, kE}).to(cuda, dtype);
+      at::Tensor steps = attnbench::run_steps(*layer, x);
+      const double bound = dtype == at::kFloat ? 1e-6 : 1e-3;
+      EXPECT_LT(rel(steps, attnbench::run_full(*layer, x)), bound) << "batch " << batch << " " << dtype;
+      EXPECT_LT(rel(steps.narrow(1, 0, 1), attnbench::run_steps(*layer, x.narrow(1, 0, 1))), bound)
+          << "batch " << batch << " " << dtype;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(BuiltIn, Cuda, ::testing::Values("mha", "reservoir"));

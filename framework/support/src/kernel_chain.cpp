@@ -39,7 +39,7 @@ void add_programmatic_edge(cudaGraph_t graph, cudaGraphNode_t from, cudaGraphNod
 
 bool KernelChain::Launch::operator==(const Launch& other) const {
   return kernel == other.kernel && same_dim(grid, other.grid) && same_dim(block, other.block) &&
-         shared_bytes == other.shared_bytes && args == other.args;
+         shared_bytes == other.shared_bytes && cooperative == other.cooperative && args == other.args;
 }
 
 KernelChain::~KernelChain() { destroy(); }
@@ -54,14 +54,17 @@ void KernelChain::destroy() {
   in_graph_.clear();
 }
 
+void KernelChain::resize(size_t size) { next_.resize(size); }
+
 void KernelChain::set_launch(size_t index, const void* kernel, dim3 grid, dim3 block, size_t shared_bytes,
-                             const void* args, size_t size) {
+                             const void* args, size_t size, bool cooperative) {
   if (next_.size() <= index) next_.resize(index + 1);
   Launch& launch = next_[index];
   launch.kernel = kernel;
   launch.grid = grid;
   launch.block = block;
   launch.shared_bytes = shared_bytes;
+  launch.cooperative = cooperative;
   launch.args.assign(static_cast<const unsigned char*>(args), static_cast<const unsigned char*>(args) + size);
 }
 
@@ -73,6 +76,11 @@ void KernelChain::instantiate() {
     void* args[] = {next_[i].args.data()};
     const cudaKernelNodeParams p = node_params(next_[i].kernel, next_[i].grid, next_[i].block, next_[i].shared_bytes, args);
     C10_CUDA_CHECK(cudaGraphAddKernelNode(&nodes_[i], graph_, nullptr, 0, &p));
+    if (next_[i].cooperative) {
+      cudaKernelNodeAttrValue value{};
+      value.cooperative = 1;
+      C10_CUDA_CHECK(cudaGraphKernelNodeSetAttribute(nodes_[i], cudaLaunchAttributeCooperative, &value));
+    }
     if (i > 0) add_programmatic_edge(graph_, nodes_[i - 1], nodes_[i]);
   }
   C10_CUDA_CHECK(cudaGraphInstantiateWithFlags(&exec_, graph_, 0));
@@ -81,18 +89,25 @@ void KernelChain::instantiate() {
 
 void KernelChain::run(cudaStream_t stream, bool as_graph) {
   if (!as_graph) {
-    cudaLaunchAttribute programmatic{};
-    programmatic.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    programmatic.val.programmaticStreamSerializationAllowed = 1;
     for (size_t i = 0; i < next_.size(); ++i) {
       Launch& launch = next_[i];
+      cudaLaunchAttribute attrs[2]{};
+      unsigned count = 0;
+      if (i > 0) {
+        attrs[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attrs[count++].val.programmaticStreamSerializationAllowed = 1;
+      }
+      if (launch.cooperative) {
+        attrs[count].id = cudaLaunchAttributeCooperative;
+        attrs[count++].val.cooperative = 1;
+      }
       cudaLaunchConfig_t config{};
       config.gridDim = launch.grid;
       config.blockDim = launch.block;
       config.dynamicSmemBytes = launch.shared_bytes;
       config.stream = stream;
-      config.attrs = i > 0 ? &programmatic : nullptr;
-      config.numAttrs = i > 0 ? 1 : 0;
+      config.attrs = attrs;
+      config.numAttrs = count;
       void* args[] = {launch.args.data()};
       C10_CUDA_CHECK(cudaLaunchKernelExC(&config, launch.kernel, args));
     }
@@ -103,6 +118,10 @@ void KernelChain::run(cudaStream_t stream, bool as_graph) {
   } else {
     for (size_t i = 0; i < next_.size(); ++i) {
       if (next_[i] == in_graph_[i]) continue;
+      if (next_[i].cooperative != in_graph_[i].cooperative) {  // an attribute, not a parameter: a new graph
+        instantiate();
+        break;
+      }
       void* args[] = {next_[i].args.data()};
       const cudaKernelNodeParams p = node_params(next_[i].kernel, next_[i].grid, next_[i].block, next_[i].shared_bytes, args);
       C10_CUDA_CHECK(cudaGraphExecKernelNodeSetParams(exec_, nodes_[i], &p));

@@ -23,11 +23,17 @@ class KernelChain {
   KernelChain(const KernelChain&) = delete;
   KernelChain& operator=(const KernelChain&) = delete;
 
-  // Sets launch `index` of the next run; indices run 0..size-1 in launch order.
+  // Sets launch `index` of the next run; indices run 0..size-1 in launch order. A cooperative launch
+  // has all its blocks resident at once (or fails to launch), so they may wait for one another.
   template <typename Args>
-  void set(size_t index, void (*kernel)(Args), dim3 grid, dim3 block, size_t shared_bytes, const Args& args) {
-    set_launch(index, reinterpret_cast<const void*>(kernel), grid, block, shared_bytes, &args, sizeof(Args));
+  void set(size_t index, void (*kernel)(Args), dim3 grid, dim3 block, size_t shared_bytes, const Args& args,
+           bool cooperative = false) {
+    set_launch(index, reinterpret_cast<const void*>(kernel), grid, block, shared_bytes, &args, sizeof(Args),
+               cooperative);
   }
+
+  // Keeps the first `size` launches (a chain that changed its shape: a graph of the old one is dropped).
+  void resize(size_t size);
 
   // Runs every launch set, in order, on `stream`; as_graph picks graph replay over plain launches.
   void run(cudaStream_t stream, bool as_graph);
@@ -37,12 +43,13 @@ class KernelChain {
     const void* kernel = nullptr;
     dim3 grid, block;
     size_t shared_bytes = 0;
+    bool cooperative = false;
     std::vector<unsigned char> args;
     bool operator==(const Launch& other) const;
   };
 
   void set_launch(size_t index, const void* kernel, dim3 grid, dim3 block, size_t shared_bytes, const void* args,
-                  size_t size);
+                  size_t size, bool cooperative);
   void instantiate();
   void destroy();
 
