@@ -261,11 +261,12 @@ __global__ void attend_kernel(StepArgs<T> a) {
 // a tile of outputs across the blocks' shares, exactly and in a fixed order.
 //
 // A token is a few dependent trips to memory, and reading its weights is bound by how many load
-// instructions the SMs issue: on the H100 a 4.7 MB read by 128 blocks costs ~4 us in 4-byte loads and
-// ~1 us in 16-byte ones. So every global access here is 16 bytes wide, and everything that depends on
-// nothing (weights, token, Ev's rows, the old state, W's row bounds) is requested in the first trip;
-// the token, Ev and the state go to shared memory by asynchronous copies. Index arithmetic is 32-bit: a
-// 64-bit division is a long software routine.
+// instructions the SMs issue: on the H100 a 4.7 MB read by 128 blocks adds 2.5-4 us to a kernel in
+// 4-byte loads and ~1 us in 16-byte ones (docs/bench/gpu_floors.cu). So the weights, the token, Ev's
+// rows and the shares move in 16-byte words, and everything that depends on nothing (weights, token,
+// Ev's rows, the old state, W's row bounds) is requested in the first trip; the token, Ev and the state
+// go to shared memory by asynchronous copies. Index arithmetic is 32-bit: a 64-bit division is a long
+// software routine.
 constexpr int kMaxFusedBatch = 16;
 // Below this batch the split step was as fast or faster on the H100, N = 256 (a token at batch 1: 11.4
 // us split against 13.8 fused; batch 4 in fp32: 14.4 against 15.9); from it on the fused one wins
