@@ -730,7 +730,6 @@ at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& 
           out.data_ptr<scalar_t>(), static_cast<int>(batch), static_cast<int>(n), static_cast<int>(e),
           static_cast<int>(heads), static_cast<int>(dh), static_cast<int>(f.rows), f.stage_state,
           static_cast<float>(w.leak), 1.f / sqrtf(static_cast<float>(dh))};
-      scratch.chain.resize(1);
       scratch.chain.set(0, fused_step_kernel<scalar_t>, dim3(static_cast<unsigned>(f.blocks)),
                         dim3(static_cast<unsigned>(f.threads)), f.shared, a, /*cooperative=*/true);
     });

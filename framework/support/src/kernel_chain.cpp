@@ -54,8 +54,6 @@ void KernelChain::destroy() {
   in_graph_.clear();
 }
 
-void KernelChain::resize(size_t size) { next_.resize(size); }
-
 void KernelChain::set_launch(size_t index, const void* kernel, dim3 grid, dim3 block, size_t shared_bytes,
                              const void* args, size_t size, bool cooperative) {
   if (next_.size() <= index) next_.resize(index + 1);

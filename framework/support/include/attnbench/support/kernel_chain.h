@@ -32,9 +32,6 @@ class KernelChain {
                cooperative);
   }
 
-  // Keeps the first `size` launches (a chain that changed its shape: a graph of the old one is dropped).
-  void resize(size_t size);
-
   // Runs every launch set, in order, on `stream`; as_graph picks graph replay over plain launches.
   void run(cudaStream_t stream, bool as_graph);
 
