@@ -75,7 +75,19 @@ __global__ void barrier_kernel(unsigned* count, int rounds) {
 
 constexpr int kTokens = 256;
 
-// Median per-token time (us) of replaying `graph` kTokens times, over three rounds after a warm-up one.
+// Adds a node launching `func` (grid blocks of `block` threads) with `args` to `graph`.
+int add_kernel(cudaGraph_t graph, void* func, unsigned grid, unsigned block, void** args, cudaGraphNode_t* node) {
+  cudaKernelNodeParams p{};
+  p.func = func;
+  p.gridDim = dim3(grid);
+  p.blockDim = dim3(block);
+  p.kernelParams = args;
+  CHECK(cudaGraphAddKernelNode(node, graph, nullptr, 0, &p));
+  return 0;
+}
+
+// Median per-token time (us) of replaying `graph` kTokens times, over three rounds after a warm-up one;
+// destroys the graph.
 int per_token_us(cudaGraph_t graph, cudaStream_t stream, std::vector<float>& medians) {
   cudaGraphExec_t exec;
   CHECK(cudaGraphInstantiateWithFlags(&exec, graph, 0));
@@ -95,6 +107,7 @@ int per_token_us(cudaGraph_t graph, cudaStream_t stream, std::vector<float>& med
   }
   for (auto& e : events) cudaEventDestroy(e);
   cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
   return 0;
 }
 
@@ -110,12 +123,8 @@ int main() {
       std::vector<cudaGraphNode_t> nodes(kernels);
       for (int k = 0; k < kernels; ++k) {
         void* args[] = {&counter};
-        cudaKernelNodeParams p{};
-        p.func = dependent ? reinterpret_cast<void*>(dependent_kernel) : reinterpret_cast<void*>(empty_kernel);
-        p.gridDim = dim3(132);
-        p.blockDim = dim3(256);
-        p.kernelParams = args;
-        CHECK(cudaGraphAddKernelNode(&nodes[k], graph, nullptr, 0, &p));
+        void* func = dependent ? reinterpret_cast<void*>(dependent_kernel) : reinterpret_cast<void*>(empty_kernel);
+        if (add_kernel(graph, func, 132, 256, args, &nodes[k])) return 1;
         if (k == 0) continue;
         cudaGraphEdgeData edge{};
         if (dependent) {
@@ -128,7 +137,6 @@ int main() {
       if (per_token_us(graph, stream, m)) return 1;
       std::printf("graph of %d empty kernel(s), 132 blocks, %s: %.2f %.2f %.2f us a token\n", kernels,
                   dependent ? "programmatic" : "plain", m[0], m[1], m[2]);
-      cudaGraphDestroy(graph);
     }
   }
   float* buffer;
@@ -143,17 +151,12 @@ int main() {
       CHECK(cudaGraphCreate(&graph, 0));
       cudaGraphNode_t node;
       void* args[] = {&buffer, &per_block, &out};
-      cudaKernelNodeParams p{};
-      p.func = wide ? reinterpret_cast<void*>(read_kernel<true>) : reinterpret_cast<void*>(read_kernel<false>);
-      p.gridDim = dim3(128);
-      p.blockDim = dim3(512);
-      p.kernelParams = args;
-      CHECK(cudaGraphAddKernelNode(&node, graph, nullptr, 0, &p));
+      void* func = wide ? reinterpret_cast<void*>(read_kernel<true>) : reinterpret_cast<void*>(read_kernel<false>);
+      if (add_kernel(graph, func, 128, 512, args, &node)) return 1;
       std::vector<float> m;
       if (per_token_us(graph, stream, m)) return 1;
       std::printf("read %5ld KB, 128 blocks x 512 threads, %s loads: %.2f %.2f %.2f us a token\n", kb,
                   wide ? "16-byte" : "4-byte", m[0], m[1], m[2]);
-      cudaGraphDestroy(graph);
     }
   }
   unsigned* count;

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <vector>
 
 namespace {
@@ -197,16 +198,22 @@ class ReservoirAttention final : public attnbench::Attention {
     const auto& s = attnbench::state_cast<ReservoirState>(state);
     const int64_t element = static_cast<int64_t>(c10::elementSize(dtype_)), batch = s.x.size(0);
     int64_t weights = w_.nonZeros() * (4 + 8) + (size_ + 1) * 8;
-    std::vector<const at::Tensor*> read = {&win_bias_, &win_input_, &input_proj_dev_, &ev_dev_};
-    bool folded = false;  // the fused CUDA step scores from the folded keys instead of Wq and Ek
+    // Called between a timed step's marks: sums in place, allocates nothing.
+    auto add = [&weights](std::initializer_list<const at::Tensor*> read) {
+      for (const at::Tensor* t : read) {
+        if (t->defined()) weights += t->nbytes();
+      }
+    };
+    add({&win_bias_, &win_input_, &input_proj_dev_, &ev_dev_});
 #ifdef ATTNBENCH_WITH_CUDA
-    folded = device_.is_cuda() && cuda_weights_.folded_keys.defined() && attnbench::reservoir::fused_step_applies(batch);
-    if (folded) read.push_back(&cuda_weights_.folded_keys);
-#endif
-    if (!folded) read.insert(read.end(), {&query_proj_dev_, &ek_dev_});
-    for (const at::Tensor* t : read) {
-      if (t->defined()) weights += t->nbytes();
+    if (device_.is_cuda() && attnbench::reservoir::fused_step_applies(cuda_weights_, batch)) {
+      add({&cuda_weights_.folded_keys});  // the fused step scores from these instead of Wq and Ek
+    } else {
+      add({&query_proj_dev_, &ek_dev_});
     }
+#else
+    add({&query_proj_dev_, &ek_dev_});
+#endif
     const int64_t state_bytes = s.x.nbytes();
     return {weights + state_bytes + batch * embed_dim_ * element, state_bytes + batch * embed_dim_ * element};
   }

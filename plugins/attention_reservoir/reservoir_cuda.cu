@@ -653,7 +653,9 @@ void cuda_recurrence(const at::Tensor& pre, at::Tensor& x, at::Tensor& states, c
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-bool fused_step_applies(int64_t batch) { return batch >= kMinFusedBatch && batch <= kMaxFusedBatch; }
+bool fused_step_applies(const CudaStepWeights& w, int64_t batch) {
+  return w.folded_keys.defined() && batch >= kMinFusedBatch && batch <= kMaxFusedBatch;
+}
 
 // 32-bit offsets into a weight; rows of whole 16-byte words; four columns a thread within one head.
 bool fused_step_fits(int64_t n, int64_t e, int64_t heads) {
@@ -706,7 +708,7 @@ at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& 
   at::Tensor out = at::empty({batch, e}, u.options());
   if (!scratch.fused_decided) {  // once per state: its batch and dtype never change
     scratch.fused_decided = true;
-    if (w.folded_keys.defined() && fused_step_applies(batch)) {
+    if (fused_step_applies(w, batch)) {
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "reservoir_fused_shape", [&] {
         scratch.fused = fused_shape<scalar_t>(batch, n, e, heads);
       });

@@ -23,15 +23,17 @@ struct CudaStepWeights {
   double leak = 0;
 };
 
-// Whether a batch of this size streams through the fused step (one kernel a token) rather than the
-// split one; the fused step also needs the folded keys and no input projection.
-bool fused_step_applies(int64_t batch);
 // Whether the fused step's kernel takes a layer of this shape (res_size n, embed_dim e).
 bool fused_step_fits(int64_t n, int64_t e, int64_t heads);
 
 // Wq folded into the keys: K'[h, r] = Wq_h^T Ek[r, h] (Wq_h: the head's Dh rows), so that the score
 // q_h . Ek[r, h] is u . K'[h, r], computable from the token alone. (H, N, E) float32.
 at::Tensor fold_query_into_keys(const at::Tensor& query, const at::Tensor& ek, int64_t heads);
+
+// Whether a batch of this size streams through the fused step (one kernel a token) rather than the
+// split one: its size, and folded keys (made only for layers without an input projection whose shape
+// fused_step_fits). The kernel's shared memory and residency are checked on the first step.
+bool fused_step_applies(const CudaStepWeights& w, int64_t batch);
 
 // How the fused step splits the state's rows over blocks; blocks == 0: it does not apply.
 struct FusedShape {
@@ -51,7 +53,7 @@ struct CudaStepScratch {
 };
 
 // One token for B sequences: u (B, E) in the compute dtype, x (B, N) float32 advanced in place.
-// Returns (B, E). Fused (fused_step_applies, folded keys defined): one cooperative kernel. Split:
+// Returns (B, E). Fused (fused_step_applies): one cooperative kernel. Split:
 // [input projection,] both projections with the recurrence, then attention split across blocks.
 // Replayed as a CUDA graph when `graph`.
 at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& w, CudaStepScratch& scratch, bool graph);
