@@ -29,14 +29,18 @@ namespace {
 
 using attnbench::cuda::allow_shared_bytes;
 using attnbench::cuda::attend_slice;
+using attnbench::cuda::batched_row_dot;
+using attnbench::cuda::load_row_words;
 using attnbench::cuda::kMaxSharedBytes;
 using attnbench::cuda::kRowWarps;
+using attnbench::cuda::kRowWords;
 using attnbench::cuda::merge_slices;
 using attnbench::cuda::row_block;
 using attnbench::cuda::row_grid;
 using attnbench::cuda::slice_block;
 using attnbench::cuda::slice_grid;
 using attnbench::cuda::SliceShared;
+using attnbench::cuda::stage_async;
 using attnbench::cuda::start_next_kernel;
 using attnbench::cuda::wait_for_previous_kernel;
 using attnbench::cuda::warp_dot;
@@ -267,7 +271,7 @@ __global__ void attend_kernel(StepArgs<T> a) {
 // Ev's rows, the old state, W's row bounds) is requested in the first trip; the token, Ev and the state
 // go to shared memory by asynchronous copies. Index arithmetic is 32-bit: a 64-bit division is a long
 // software routine.
-constexpr int kMaxFusedBatch = 16;
+constexpr int kMaxFusedBatch = attnbench::cuda::kMaxRowBatch;
 // Below this batch the split step was as fast or faster on the H100, N = 256 (a token at batch 1: 11.4
 // us split against 13.8 fused; batch 4 in fp32: 14.4 against 15.9); from it on the fused one wins
 // (batch 4 under AMP: 17.2 against 15.3; at N = 1024: 32.3 against 24.6; batch 16: 37.3 against 19.7).
@@ -276,7 +280,6 @@ constexpr int kMinFusedBatch = 4;
 // N = 256, 128 blocks beat 64 at batch 1 and 16 (13.8 vs 14.8 and 22.2 vs 32.5 us a token).
 constexpr int64_t kFusedBlocks = 128;
 constexpr int kMaxFusedWarps = 16;  // a block's warps, the gather warp included (the registers allow 20)
-constexpr int kRowWords = 8;     // 16-byte words of a weight row a lane holds at once
 constexpr int kMergeLoads = 8;   // blocks' shares a lane loads at once when it merges them
 constexpr int kGatherLoads = 8;  // W's nonzeros a lane loads at once
 
@@ -325,79 +328,21 @@ struct FusedLayout {
   }
 };
 
-// A lane's 16-byte words of pass `pass` over a row of `e` elements of W: word q at
-// (pass * kRowWords + q) * 32 + lane.
-template <typename W>
-__device__ __forceinline__ void load_row_words(const W* row, int e, int pass, uint4* words) {
-  constexpr int kVec = 16 / sizeof(W);
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int q = 0; q < kRowWords; ++q) {
-    const int word = (pass * kRowWords + q) * 32 + lane;
-    if (word * kVec < e) words[q] = reinterpret_cast<const uint4*>(row)[word];
-  }
-}
-
-// acc[b] += this lane's words of a row (elements W) . inputs[b * e ...] (elements X in shared memory),
-// b < batch. Inputs of the row's element size are read a word at a time.
-template <typename W, typename X>
-__device__ __forceinline__ void dot_words(const uint4* words, const X* inputs, int batch, int e, int pass, float* acc) {
-  constexpr int kVec = 16 / sizeof(W);
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int q = 0; q < kRowWords; ++q) {
-    const int first = ((pass * kRowWords + q) * 32 + lane) * kVec;
-    if (first >= e) break;
-    const W* w = reinterpret_cast<const W*>(&words[q]);
-#pragma unroll
-    for (int b = 0; b < kMaxFusedBatch; ++b) {
-      if (b >= batch) break;
-      const X* input = inputs + b * e + first;
-      if constexpr (sizeof(X) == sizeof(W)) {
-        const uint4 word = *reinterpret_cast<const uint4*>(input);
-        const X* in = reinterpret_cast<const X*>(&word);
-#pragma unroll
-        for (int k = 0; k < kVec; ++k) acc[b] += static_cast<float>(w[k]) * static_cast<float>(in[k]);
-      } else {
-#pragma unroll
-        for (int k = 0; k < kVec; ++k) acc[b] += static_cast<float>(w[k]) * static_cast<float>(input[k]);
-      }
-    }
-  }
-}
-
 // Dot row i of the block (Win's row r0 + i for i < owned, then K'[h, r0 + k] at i = owned + h * owned + k)
-// with every input; its first pass's words may already be in `words`.
+// with every input into out[0, batch); its first pass's words may already be in `words`.
 template <typename T>
 __device__ void dot_row(const FusedArgs<T>& a, const T* inputs, int r0, int owned, int i, bool have_words,
                         uint4* words, float* out) {
-  float acc[kMaxFusedBatch];
-#pragma unroll
-  for (int b = 0; b < kMaxFusedBatch; ++b) acc[b] = 0.f;
+  float v;
   if (i < owned) {
-    const T* row = a.win_input + static_cast<int64_t>(r0 + i) * a.e;
-    for (int pass = 0; pass * 32 * kRowWords * (16 / static_cast<int>(sizeof(T))) < a.e; ++pass) {
-      if (!(have_words && pass == 0)) load_row_words(row, a.e, pass, words);
-      dot_words<T>(words, inputs, a.batch, a.e, pass, acc);
-    }
+    v = batched_row_dot(a.win_input + static_cast<int64_t>(r0 + i) * a.e, a.e, inputs, a.batch, words, have_words);
   } else {
     const int h = (i - owned) / owned, k = (i - owned) % owned;
     const float* row = a.folded_keys + (static_cast<int64_t>(h) * a.n + r0 + k) * a.e;
-    for (int pass = 0; pass * 32 * kRowWords * 4 < a.e; ++pass) {
-      if (!(have_words && pass == 0)) load_row_words(row, a.e, pass, words);
-      dot_words<float>(words, inputs, a.batch, a.e, pass, acc);
-    }
-  }
-  // The sequences' warp reductions side by side, so their shuffles overlap.
-  for (int offset = 16; offset > 0; offset /= 2) {
-#pragma unroll
-    for (int b = 0; b < kMaxFusedBatch; ++b) acc[b] += __shfl_xor_sync(0xffffffffu, acc[b], offset);
+    v = batched_row_dot(row, a.e, inputs, a.batch, words, have_words);
   }
   const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int b = 0; b < kMaxFusedBatch; ++b) {
-    if (b == lane && b < a.batch) out[b] = acc[b];
-  }
+  if (lane < a.batch) out[lane] = v;
 }
 
 // The grid barrier (the launch is cooperative, so every block is resident): each block adds one to a
@@ -466,15 +411,10 @@ __global__ void fused_step_kernel(FusedArgs<T> a) {
     nz_begin = a.indptr[r0 + lane % owned];
     nz_end = a.indptr[r0 + lane % owned + 1];
   }
-  {
-    const int input_words = batch * e * static_cast<int>(sizeof(T)) / 16, value_words = owned * e * static_cast<int>(sizeof(T)) / 16;
-    const uint4* u_words = reinterpret_cast<const uint4*>(a.u);
-    const uint4* ev_words = reinterpret_cast<const uint4*>(a.ev + static_cast<int64_t>(r0) * e);
-    for (int i = threadIdx.x; i < input_words; i += blockDim.x) __pipeline_memcpy_async(reinterpret_cast<uint4*>(inputs) + i, u_words + i, 16);
-    for (int i = threadIdx.x; i < value_words; i += blockDim.x) __pipeline_memcpy_async(reinterpret_cast<uint4*>(values) + i, ev_words + i, 16);
-    if (a.stage_state) {
-      for (int i = threadIdx.x; i < batch * n; i += blockDim.x) __pipeline_memcpy_async(state + i, a.x + i, 4);
-    }
+  stage_async(inputs, a.u, batch * e * static_cast<int>(sizeof(T)));
+  stage_async(values, a.ev + static_cast<int64_t>(r0) * e, owned * e * static_cast<int>(sizeof(T)));
+  if (a.stage_state) {
+    for (int i = threadIdx.x; i < batch * n; i += blockDim.x) __pipeline_memcpy_async(state + i, a.x + i, 4);
     __pipeline_commit();
   }
   for (int t = threadIdx.x; t < batch * owned; t += blockDim.x) old[(t / owned) * rows + t % owned] = a.x[(t / owned) * n + r0 + t % owned];

@@ -1,7 +1,8 @@
 // Asserts the CUDA paths of the built-in plugins (skipped where there is no CUDA device): step equals
 // forward on CUDA with and without CUDA graphs, CUDA outputs equal the CPU's for the same weights, AMP
-// (fp16) stays within 1e-3 relative of fp32, batches of 4 to 17 (the reservoir's fused step) step as
-// forward and as each sequence alone, and the reservoir's other kernels (input projection, a W too large
+// (fp16) stays within 1e-3 relative of fp32, batches of 4 to 17 (the reservoir's fused step, MHA's
+// batched projections) step as forward and as each sequence alone, attention over many slices and
+// wide heads steps as forward, and the reservoir's other kernels (input projection, a W too large
 // for one block's shared memory) match the CPU too.
 #include "conformance/helpers.h"
 #include "measure/device.h"
@@ -14,11 +15,11 @@ namespace {
 constexpr int64_t kE = 64;
 
 std::unique_ptr<attnbench::AttentionLayer> layer_on(const std::string& plugin_name, Params given, c10::Device device,
-                                                    c10::ScalarType dtype = at::kFloat) {
+                                                    c10::ScalarType dtype = at::kFloat, int64_t embed_dim = kE) {
   const attnbench::Plugin& plugin = attnbench::load_plugin(plugin_name, ATTNBENCH_PLUGIN_ATTENTION);
   attnbench::CreateArgs args;
   args.params = attnbench::complete_params(plugin, given);
-  args.embed_dim = kE;
+  args.embed_dim = embed_dim;
   args.device = device;
   args.dtype = dtype;
   return std::make_unique<attnbench::AttentionLayer>(plugin, args);
@@ -73,8 +74,8 @@ TEST_P(Cuda, HalfPrecisionStaysCloseToFloat) {
   EXPECT_LT(rel(half_full, attnbench::run_full(*fp32, x)), 1e-2);
 }
 
-// 4 and 16: the bounds of the reservoir's fused step; 17: its split step again. Sequence 0 alone takes
-// the batch-1 kernels.
+// 4 and 16: the bounds of the reservoir's fused step and MHA's batched projections; 17: the other
+// kernels again. Sequence 0 alone takes the batch-1 kernels.
 TEST_P(Cuda, BatchesStepAsForwardAndAsEachSequenceAlone) {
   const c10::Device cuda(c10::kCUDA, 0);
   for (int64_t batch : {4, 16, 17}) {
@@ -87,6 +88,21 @@ TEST_P(Cuda, BatchesStepAsForwardAndAsEachSequenceAlone) {
       EXPECT_LT(rel(steps.narrow(1, 0, 1), attnbench::run_steps(*layer, x.narrow(1, 0, 1))), bound)
           << "batch " << batch << " " << dtype;
     }
+  }
+}
+
+// A head's attention merges more slices than a thread loads ahead (1100 cached tokens, or 2048
+// reservoir rows, at batch 17), for a head of 64 columns and one of 512 (wider than a block: two
+// columns a thread).
+TEST_P(Cuda, LongSlicesAndWideHeadsStepAsForward) {
+  const c10::Device cuda(c10::kCUDA, 0);
+  for (int64_t e : {64, 512}) {
+    Params p = params_for(GetParam(), true);
+    p.set("heads", int64_t{1});
+    if (GetParam() == "reservoir") p.set("res_size", int64_t{2048});
+    auto layer = layer_on(GetParam(), p, cuda, at::kFloat, e);
+    at::Tensor x = at::randn({GetParam() == "mha" ? 1100 : 40, 17, e}).to(cuda);
+    EXPECT_LT(rel(attnbench::run_steps(*layer, x), attnbench::run_full(*layer, x)), 1e-6) << "embed_dim " << e;
   }
 }
 

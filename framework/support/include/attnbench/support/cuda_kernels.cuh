@@ -1,9 +1,11 @@
 // Device code the built-in plugins' kernels share: warp and block reductions, programmatic dependent
-// launch, a warp's dot product in 16-byte loads, and attention of one query split across blocks.
+// launch, a warp's dot product in 16-byte loads, rows dotted with a batch of inputs, and attention of
+// one query split across blocks.
 #pragma once
 
 #include <c10/cuda/CUDAException.h>
 #include <cuda/atomic>
+#include <cuda_pipeline_primitives.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -107,6 +109,87 @@ __device__ float warp_dot(const A* a, const B* b, int64_t len) {
   }
   for (int64_t i = tail + lane; i < len; i += 32) acc += static_cast<float>(a[i]) * static_cast<float>(b[i]);
   return warp_sum(acc);
+}
+
+// Rows read once for a batch of inputs. A streamed batch is latency and weight reads: a warp per row
+// over each sequence would read every weight B times. Instead a block stages its B inputs in shared
+// memory (stage_async) and a warp holds a row's 16-byte words in registers while it dots them with
+// every input; on the H100 16-byte words read 4.7 MB ~1.5-3 us faster than 4-byte loads.
+constexpr int kMaxRowBatch = 16;  // sequences; a lane accumulates one float for each
+constexpr int kRowWords = 8;      // 16-byte words of a row a lane holds at once
+
+// Copies `bytes` (whole 16-byte words, both pointers 16-byte aligned) to shared memory asynchronously;
+// the block waits with __pipeline_wait_prior(0) and __syncthreads().
+__device__ __forceinline__ void stage_async(void* shared, const void* global, int bytes) {
+  for (int i = threadIdx.x; i < bytes / 16; i += blockDim.x) {
+    __pipeline_memcpy_async(static_cast<uint4*>(shared) + i, static_cast<const uint4*>(global) + i, 16);
+  }
+  __pipeline_commit();
+}
+
+// A lane's 16-byte words of pass `pass` over a row of `e` elements W: word q at (pass * kRowWords + q) * 32 + lane.
+template <typename W>
+__device__ __forceinline__ void load_row_words(const W* row, int e, int pass, uint4* words) {
+  constexpr int kVec = 16 / sizeof(W);
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int q = 0; q < kRowWords; ++q) {
+    const int word = (pass * kRowWords + q) * 32 + lane;
+    if (word * kVec < e) words[q] = reinterpret_cast<const uint4*>(row)[word];
+  }
+}
+
+// acc[b] += this lane's words of a row (elements W) . inputs[b * e ...] (elements X, shared memory),
+// b < batch. Inputs of the row's element size are read a word at a time.
+template <typename W, typename X>
+__device__ __forceinline__ void dot_words(const uint4* words, const X* inputs, int batch, int e, int pass, float* acc) {
+  constexpr int kVec = 16 / sizeof(W);
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int q = 0; q < kRowWords; ++q) {
+    const int first = ((pass * kRowWords + q) * 32 + lane) * kVec;
+    if (first >= e) break;
+    const W* w = reinterpret_cast<const W*>(&words[q]);
+#pragma unroll
+    for (int b = 0; b < kMaxRowBatch; ++b) {
+      if (b >= batch) break;
+      const X* input = inputs + b * e + first;
+      if constexpr (sizeof(X) == sizeof(W)) {
+        const uint4 word = *reinterpret_cast<const uint4*>(input);
+        const X* in = reinterpret_cast<const X*>(&word);
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) acc[b] += static_cast<float>(w[k]) * static_cast<float>(in[k]);
+      } else {
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) acc[b] += static_cast<float>(w[k]) * static_cast<float>(input[k]);
+      }
+    }
+  }
+}
+
+// row . inputs[b], b < batch (at most kMaxRowBatch), by one warp: lane b returns sequence b's dot (other
+// lanes: 0). `words` holds the row's first pass already when `have_first`.
+template <typename W, typename X>
+__device__ float batched_row_dot(const W* row, int e, const X* inputs, int batch, uint4* words, bool have_first) {
+  float acc[kMaxRowBatch];
+#pragma unroll
+  for (int b = 0; b < kMaxRowBatch; ++b) acc[b] = 0.f;
+  for (int pass = 0; pass * 32 * kRowWords * (16 / static_cast<int>(sizeof(W))) < e; ++pass) {
+    if (!(have_first && pass == 0)) load_row_words(row, e, pass, words);
+    dot_words<W>(words, inputs, batch, e, pass, acc);
+  }
+  // The sequences' warp reductions side by side, so their shuffles overlap.
+  for (int offset = 16; offset > 0; offset /= 2) {
+#pragma unroll
+    for (int b = 0; b < kMaxRowBatch; ++b) acc[b] += __shfl_xor_sync(0xffffffffu, acc[b], offset);
+  }
+  const int lane = threadIdx.x % 32;
+  float mine = 0.f;
+#pragma unroll
+  for (int b = 0; b < kMaxRowBatch; ++b) {
+    if (b == lane) mine = acc[b];
+  }
+  return mine;
 }
 
 // Attention of one query over keys split into slices, one slice per block ("flash decoding"): a
