@@ -75,12 +75,12 @@ __device__ __forceinline__ void warp_prefetch(const void* p, int64_t bytes) {
 
 // sum_i a[i] b[i], i < len, by one warp; every lane gets it. With both rows 16-byte aligned each lane
 // issues all its 16-byte loads (up to kChunks of them per row) before it uses any, so the loads of a
-// row (6 a lane for 768 floats) are in flight together: these dots are latency-bound.
-template <typename A, typename B>
+// row (6 a lane for 768 floats) are in flight together: these dots are latency-bound. A short row (a
+// head's Dh) needs fewer chunks, and fewer registers.
+template <int kChunks = 8, typename A, typename B>
 __device__ float warp_dot(const A* a, const B* b, int64_t len) {
   constexpr int kVec = 16 / (sizeof(A) < sizeof(B) ? sizeof(A) : sizeof(B));
   constexpr int kWordsA = kVec * sizeof(A) / 16, kWordsB = kVec * sizeof(B) / 16;
-  constexpr int kChunks = 8;
   const int lane = threadIdx.x % 32;
   float acc = 0.f;
   int64_t tail = 0;
@@ -208,8 +208,8 @@ constexpr int kEarly = 16;  // value rows (and merged slices) a thread loads bef
 // Rows [begin, end) of `keys`/`values` (row r at r * stride) against `query` (dh); an empty slice
 // writes m = -inf, sum 0. partial: 2 + dh floats. Rows before `ready` are not written by the previous
 // kernel of the chain, so they are fetched before waiting for it; the query, the rows from `ready` on
-// and row_scale(r), a factor on row r's weight, are read after.
-template <typename Q, typename T, typename RowScale>
+// and row_scale(r), a factor on row r's weight, are read after. kDotChunks: warp_dot's, for the scores.
+template <int kDotChunks, typename Q, typename T, typename RowScale>
 __device__ void attend_slice(const SliceShared& sh, const Q* query, const T* keys, const T* values, int64_t stride,
                              int64_t begin, int64_t end, int64_t ready, int64_t dh, float scale, RowScale row_scale,
                              float* partial) {
@@ -230,7 +230,7 @@ __device__ void attend_slice(const SliceShared& sh, const Q* query, const T* key
   // This thread's row scale is read with the query, not after the softmax.
   const float own_scale = threadIdx.x < rows ? row_scale(begin + threadIdx.x) : 0.f;
   for (int64_t i = warp; i < rows; i += warps) {
-    const float s = warp_dot(query, keys + (begin + i) * stride, dh);
+    const float s = warp_dot<kDotChunks>(query, keys + (begin + i) * stride, dh);
     if (lane == 0) sh.scores[i] = s * scale;
   }
   __syncthreads();
@@ -330,11 +330,20 @@ __device__ inline SliceShared slice_shared(float* base, int64_t rows_per_slice, 
 }
 
 // Kernels that attend a slice per block: block (h * slices + s, b) takes slice s of head h of sequence b.
+// Each comes in two builds. A grid larger than two blocks an SM takes the one for many blocks: its dots
+// hold fewer loads at once (kManySliceChunks), so it fits 64 registers a thread without spilling and
+// four blocks share an SM; a batch of 16 at L = 256 (1024 blocks with 4 heads) then runs in two waves
+// rather than four. A smaller grid takes the other (128 registers, two blocks an SM): on the H100 the
+// scheduler stacked four blocks of the first on an SM while others idled, and batch 4 slowed (MHA 18.6
+// to 20.6 us a token).
 constexpr int kSliceThreads = 256;
+constexpr int kManySliceChunks = 2;
+inline bool many_slice_blocks(dim3 grid, int sms) { return static_cast<int64_t>(grid.x) * grid.y > 2 * int64_t{sms}; }
 inline dim3 slice_grid(int64_t heads, const Slicing& slicing, int64_t batch) {
   return dim3(static_cast<unsigned>(heads * slicing.slices), static_cast<unsigned>(batch));
 }
 inline dim3 slice_block() { return dim3(kSliceThreads); }
+
 
 // Lets `kernel` take `bytes` of dynamic shared memory; past 48 KB a kernel must opt in.
 inline void allow_shared_bytes(const void* kernel, size_t bytes) {
