@@ -1,8 +1,8 @@
 // MultiheadAttention's streamed step in three kernels: the in-projection (a warp per output row, which
 // also appends the key and value to the cache), attention over the cache split into slices of cached
 // tokens (cuda_kernels.cuh), and out_proj. From 4 sequences on, the projections read each weight row
-// once for the whole batch. Through torch a token is a dozen launches, most of them on
-// one or a few blocks; here each launch spreads over the GPU, which is what a latency-bound token needs.
+// once for the whole batch. Through torch a token is a dozen launches, most of them on one or a few
+// blocks; here each launch spreads over the GPU, which is what a latency-bound token needs.
 #include "mha_cuda.h"
 
 #include <attnbench/support/cuda_kernels.cuh>
@@ -21,15 +21,15 @@ using attnbench::cuda::allow_shared_bytes;
 using attnbench::cuda::attend_slice;
 using attnbench::cuda::batched_row_dot;
 using attnbench::cuda::kMaxRowBatch;
+using attnbench::cuda::kMaxSharedBytes;
 using attnbench::cuda::kRowWords;
 using attnbench::cuda::load_row_words;
-using attnbench::cuda::kMaxSharedBytes;
+using attnbench::cuda::many_slice_blocks;
 using attnbench::cuda::merge_slices;
 using attnbench::cuda::row_block;
 using attnbench::cuda::row_grid;
 using attnbench::cuda::slice_block;
 using attnbench::cuda::slice_grid;
-using attnbench::cuda::many_slice_blocks;
 using attnbench::cuda::SliceShared;
 using attnbench::cuda::stage_async;
 using attnbench::cuda::start_next_kernel;

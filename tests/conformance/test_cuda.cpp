@@ -92,8 +92,8 @@ TEST_P(Cuda, BatchesStepAsForwardAndAsEachSequenceAlone) {
 }
 
 // A head's attention merges more slices than a thread loads ahead (1100 cached tokens, or 2048
-// reservoir rows, at batch 17), for a head of 64 columns and one of 512 (wider than a block: two
-// columns a thread).
+// reservoir rows, at batch 17: grids that take the slice kernels' build for many blocks), for a head of
+// 64 columns and one of 512 (wider than a block: two columns a thread).
 TEST_P(Cuda, LongSlicesAndWideHeadsStepAsForward) {
   const c10::Device cuda(c10::kCUDA, 0);
   for (int64_t e : {64, 512}) {

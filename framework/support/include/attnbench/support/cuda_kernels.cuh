@@ -344,7 +344,6 @@ inline dim3 slice_grid(int64_t heads, const Slicing& slicing, int64_t batch) {
 }
 inline dim3 slice_block() { return dim3(kSliceThreads); }
 
-
 // Lets `kernel` take `bytes` of dynamic shared memory; past 48 KB a kernel must opt in.
 inline void allow_shared_bytes(const void* kernel, size_t bytes) {
   if (bytes > 48 * 1024) {
