@@ -1,6 +1,7 @@
 // Asserts that no input, file or second writer destroys, corrupts or crashes results (issue 22):
 //  - the results file refuses non-regular files and what is not attnbench JSON Lines, leaving their
-//    bytes as they were; moves a torn last line to a sidecar byte for byte; keeps a complete last line
+//    bytes as they were; lists its results lines in file order; moves a torn last line to a sidecar
+//    byte for byte; keeps a complete last line
 //    that lacks its newline; lets two writers share it (claims, lines the other appended count as done,
 //    a line whole after another writer's unfinished one, a file replaced by a rename is followed); and
 //    takes back a write that fails;
@@ -97,6 +98,18 @@ TEST(ResultsFileIntegrity, AppendsAndListsTheCellsDone) {
   }
   EXPECT_EQ(read_bytes(path), kLineA + kLineB);
   EXPECT_EQ(ResultsFile(path).done(), done_ab());
+}
+
+TEST(ResultsFileIntegrity, LinesAreTheResultsInFileOrderWithoutBlanksOrATornTail) {
+  const std::string path = fresh("lines.jsonl", kLineB + "\n" + kLineA + R"({"hash": "ccc", "sta)");
+  ResultsFile file(path);
+  file.append({{"hash", "dddddddddddddddd"}, {"status", "inconsistent"}, {"n", 3}});
+  const std::vector<nlohmann::json> lines = file.lines();
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], nlohmann::json::parse(kLineB));
+  EXPECT_EQ(lines[1], nlohmann::json::parse(kLineA));
+  EXPECT_EQ(lines[2]["hash"], "dddddddddddddddd");
+  EXPECT_EQ(lines[2]["n"], 3);
 }
 
 TEST(ResultsFileIntegrity, ATornLastLineMovesToASidecarByteForByte) {

@@ -14,35 +14,20 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
 
 extern char** environ;
 
 namespace attnbench {
-namespace {
-
-std::vector<nlohmann::json> read_lines(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object() && j.contains("hash") && j["hash"].is_string()) out.push_back(j);
-  }
-  return out;
-}
-
-}  // namespace
 
 int run_on_devices(const Study& study, const std::vector<std::string>& devices, const std::vector<std::string>& child_args,
                    ShardSpec outer, bool force, std::ostream& out) {
   const int64_t n = static_cast<int64_t>(devices.size());
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  ResultsFile results(study.results_path);  // refuses what is not a results file before reading it below
+  ResultsFile results(study.results_path);  // refuses what is not a results file
   for (const std::string& note : results.notes()) fmt::print(out, "note: {}\n", note);
-  std::vector<nlohmann::json> existing = read_lines(study.results_path);
+  const std::vector<nlohmann::json> existing = results.lines();
   // cell hash -> 0-based part: position modulo n, as the child's composed --shard selects it
   std::map<std::string, int64_t> shard_of;
   for (size_t position = 0; position < study.cells.size(); ++position) {
@@ -106,7 +91,14 @@ int run_on_devices(const Study& study, const std::vector<std::string>& devices, 
   size_t added = 0;
   std::set<std::string> merged;
   for (const std::string& file : shard_files) {
-    for (const auto& line : read_lines(file)) {
+    std::vector<nlohmann::json> lines;
+    {
+      // A child stopped mid-line leaves a torn last line: it goes to a sidecar file, as in any results file.
+      ResultsFile shard(file);
+      for (const std::string& note : shard.notes()) fmt::print(out, "note: {}\n", note);
+      lines = shard.lines();
+    }
+    for (const auto& line : lines) {
       const std::string& hash = line["hash"].get_ref<const std::string&>();
       if (force ? merged.count(hash) > 0 : results.done().count(hash) > 0) continue;
       results.append(line);

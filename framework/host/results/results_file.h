@@ -41,6 +41,9 @@ class ResultsFile {
   // a newline given to a complete last line that lacked one, locks the file system does not support.
   const std::vector<std::string>& notes() const { return notes_; }
 
+  // The results lines the file holds now (complete lines only), parsed, in file order.
+  std::vector<nlohmann::json> lines() const;
+
   // Claims cell `hash` for this process until append() writes a line with that hash (or the process
   // ends), and reads what other processes appended meanwhile, so done() is current for it. False when
   // another process holds the claim: it is running that cell now.
