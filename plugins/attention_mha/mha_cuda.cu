@@ -23,13 +23,16 @@ using attnbench::cuda::batched_row_dot;
 using attnbench::cuda::kMaxRowBatch;
 using attnbench::cuda::kMaxSharedBytes;
 using attnbench::cuda::kRowWords;
+using attnbench::cuda::kSliceThreads;
 using attnbench::cuda::load_row_words;
-using attnbench::cuda::many_slice_blocks;
 using attnbench::cuda::merge_slices;
 using attnbench::cuda::row_block;
 using attnbench::cuda::row_grid;
 using attnbench::cuda::slice_block;
+using attnbench::cuda::slice_blocks_per_sm;
+using attnbench::cuda::slice_dot_chunks;
 using attnbench::cuda::slice_grid;
+using attnbench::cuda::slice_kernel_for;
 using attnbench::cuda::SliceShared;
 using attnbench::cuda::stage_async;
 using attnbench::cuda::start_next_kernel;
@@ -80,7 +83,7 @@ __global__ void in_projection_kernel(DecodeArgs<T> a) {
 // Block (h * slices + s, b): slice s of head h's cached tokens, up to and including this one. kMany:
 // the build for grids of many blocks (cuda_kernels.cuh).
 template <typename T, bool kMany>
-__global__ void __launch_bounds__(attnbench::cuda::kSliceThreads, kMany ? 4 : 2) attend_kernel(DecodeArgs<T> a) {
+__global__ void __launch_bounds__(kSliceThreads, slice_blocks_per_sm(kMany)) attend_kernel(DecodeArgs<T> a) {
   extern __shared__ __align__(16) float shared[];
   const int64_t h = blockIdx.x / a.slices, s = blockIdx.x % a.slices, b = blockIdx.y;
   const SliceShared sh = attnbench::cuda::slice_shared(shared, a.rows_per_slice, a.slices);
@@ -91,9 +94,9 @@ __global__ void __launch_bounds__(attnbench::cuda::kSliceThreads, kMany ? 4 : 2)
   float* partials = a.partials + (b * a.heads + h) * a.slices * (2 + a.dh);
   start_next_kernel();  // out_projection_kernel fetches its weights meanwhile
   // Rows before `position` were cached by earlier tokens; row `position` is the previous kernel's.
-  constexpr int kChunks = kMany ? attnbench::cuda::kManySliceChunks : 8;
-  attend_slice<kChunks>(sh, a.q + b * a.e + h * a.dh, a.k_cache + cache_offset, a.v_cache + cache_offset, a.e, begin,
-                        end, /*ready=*/position, a.dh, a.scale, [](int64_t) { return 1.f; }, partials + s * (2 + a.dh));
+  attend_slice<slice_dot_chunks(kMany)>(sh, a.q + b * a.e + h * a.dh, a.k_cache + cache_offset,
+                                        a.v_cache + cache_offset, a.e, begin, end, /*ready=*/position, a.dh, a.scale,
+                                        [](int64_t) { return 1.f; }, partials + s * (2 + a.dh));
   merge_slices(sh, partials, a.slices, a.dh, a.arrivals + b * a.heads + h, a.attended + b * a.e + h * a.dh);
 }
 
@@ -207,9 +210,8 @@ at::Tensor cuda_decode_step(const at::Tensor& x, at::Tensor& k_cache, at::Tensor
       scratch.chain.set(2, out_projection_kernel<scalar_t>, row_grid(e, batch), row_block(), 0, a);
     }
     const dim3 grid = slice_grid(heads, slicing, batch);
-    const bool many = many_slice_blocks(grid, at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
-    const auto attend = many ? attend_kernel<scalar_t, true> : attend_kernel<scalar_t, false>;
-    allow_shared_bytes(reinterpret_cast<const void*>(attend), shared);
+    const auto attend = slice_kernel_for(grid, at::cuda::getCurrentDeviceProperties()->multiProcessorCount,
+                                         attend_kernel<scalar_t, false>, attend_kernel<scalar_t, true>, shared);
     scratch.chain.set(1, attend, grid, slice_block(), shared, a);
   });
   scratch.chain.run(at::cuda::getCurrentCUDAStream(), graph);

@@ -33,13 +33,16 @@ using attnbench::cuda::batched_row_dot;
 using attnbench::cuda::kMaxSharedBytes;
 using attnbench::cuda::kRowWarps;
 using attnbench::cuda::kRowWords;
+using attnbench::cuda::kSliceThreads;
 using attnbench::cuda::load_row_words;
-using attnbench::cuda::many_slice_blocks;
 using attnbench::cuda::merge_slices;
 using attnbench::cuda::row_block;
 using attnbench::cuda::row_grid;
 using attnbench::cuda::slice_block;
+using attnbench::cuda::slice_blocks_per_sm;
+using attnbench::cuda::slice_dot_chunks;
 using attnbench::cuda::slice_grid;
+using attnbench::cuda::slice_kernel_for;
 using attnbench::cuda::SliceShared;
 using attnbench::cuda::stage_async;
 using attnbench::cuda::start_next_kernel;
@@ -243,16 +246,16 @@ __global__ void project_kernel(StepArgs<T> a) {
 // Block (h * slices + s, b): slice s of head h's keys; weights are softmax times the new state. kMany:
 // the build for grids of many blocks (cuda_kernels.cuh).
 template <typename T, bool kMany>
-__global__ void __launch_bounds__(attnbench::cuda::kSliceThreads, kMany ? 4 : 2) attend_kernel(StepArgs<T> a) {
+__global__ void __launch_bounds__(kSliceThreads, slice_blocks_per_sm(kMany)) attend_kernel(StepArgs<T> a) {
   extern __shared__ __align__(16) float shared[];
   const int64_t h = blockIdx.x / a.slices, s = blockIdx.x % a.slices, b = blockIdx.y;
   const SliceShared sh = attnbench::cuda::slice_shared(shared, a.rows_per_slice, a.slices);
   const int64_t begin = s * a.rows_per_slice, end = begin + a.rows_per_slice < a.n ? begin + a.rows_per_slice : a.n;
   const float* x_next = a.x_next + b * a.n;
   float* partials = a.partials + (b * a.heads + h) * a.slices * (2 + a.dh);
-  constexpr int kChunks = kMany ? attnbench::cuda::kManySliceChunks : 8;
-  attend_slice<kChunks>(sh, a.q + b * a.e + h * a.dh, a.ek + h * a.dh, a.ev + h * a.dh, a.e, begin, end, /*ready=*/end,
-                        a.dh, a.scale, [x_next](int64_t r) { return x_next[r]; }, partials + s * (2 + a.dh));
+  attend_slice<slice_dot_chunks(kMany)>(sh, a.q + b * a.e + h * a.dh, a.ek + h * a.dh, a.ev + h * a.dh, a.e, begin,
+                                        end, /*ready=*/end, a.dh, a.scale, [x_next](int64_t r) { return x_next[r]; },
+                                        partials + s * (2 + a.dh));
   // The previous kernel was the old state's only reader, so it can be overwritten now.
   if (h == 0) {
     for (int64_t r = begin + threadIdx.x; r < end; r += blockDim.x) a.x[b * a.n + r] = x_next[r];
@@ -706,9 +709,8 @@ at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& 
     const size_t staged_state = n <= kMaxStagedState ? static_cast<size_t>(n) * sizeof(float) : 0;
     scratch.chain.set(i++, project_kernel<scalar_t>, row_grid(n + e, batch), row_block(), staged_state, a);
     const dim3 grid = slice_grid(heads, slicing, batch);
-    const bool many = many_slice_blocks(grid, at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
-    const auto attend = many ? attend_kernel<scalar_t, true> : attend_kernel<scalar_t, false>;
-    allow_shared_bytes(reinterpret_cast<const void*>(attend), shared);
+    const auto attend = slice_kernel_for(grid, at::cuda::getCurrentDeviceProperties()->multiProcessorCount,
+                                         attend_kernel<scalar_t, false>, attend_kernel<scalar_t, true>, shared);
     scratch.chain.set(i++, attend, grid, slice_block(), shared, a);
   });
   scratch.chain.run(at::cuda::getCurrentCUDAStream(), graph);

@@ -331,14 +331,15 @@ __device__ inline SliceShared slice_shared(float* base, int64_t rows_per_slice, 
 
 // Kernels that attend a slice per block: block (h * slices + s, b) takes slice s of head h of sequence b.
 // Each comes in two builds. A grid larger than two blocks an SM takes the one for many blocks: its dots
-// hold fewer loads at once (kManySliceChunks), so it fits 64 registers a thread without spilling and
+// hold fewer loads at once (slice_dot_chunks), so it fits 64 registers a thread without spilling and
 // four blocks share an SM; a batch of 16 at L = 256 (1024 blocks with 4 heads) then runs in two waves
 // rather than four. A smaller grid takes the other (128 registers, two blocks an SM): on the H100 the
 // scheduler stacked four blocks of the first on an SM while others idled, and batch 4 slowed (MHA 18.6
 // to 20.6 us a token).
 constexpr int kSliceThreads = 256;
-constexpr int kManySliceChunks = 2;
-inline bool many_slice_blocks(dim3 grid, int sms) { return static_cast<int64_t>(grid.x) * grid.y > 2 * int64_t{sms}; }
+// A build's blocks an SM (its __launch_bounds__) and warp_dot chunks for the scores; kMany: for many blocks.
+constexpr int slice_blocks_per_sm(bool many) { return many ? 4 : 2; }
+constexpr int slice_dot_chunks(bool many) { return many ? 2 : 8; }
 inline dim3 slice_grid(int64_t heads, const Slicing& slicing, int64_t batch) {
   return dim3(static_cast<unsigned>(heads * slicing.slices), static_cast<unsigned>(batch));
 }
@@ -349,6 +350,15 @@ inline void allow_shared_bytes(const void* kernel, size_t bytes) {
   if (bytes > 48 * 1024) {
     C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
   }
+}
+
+// The build of a slice kernel that `grid` takes on a device of `sms` multiprocessors, allowed `bytes`
+// of dynamic shared memory.
+template <typename Kernel>
+Kernel slice_kernel_for(dim3 grid, int sms, Kernel few_blocks, Kernel many_blocks, size_t bytes) {
+  const Kernel kernel = static_cast<int64_t>(grid.x) * grid.y > 2 * int64_t{sms} ? many_blocks : few_blocks;
+  allow_shared_bytes(reinterpret_cast<const void*>(kernel), bytes);
+  return kernel;
 }
 
 }  // namespace attnbench::cuda
