@@ -35,16 +35,20 @@ const char* file_kind(mode_t mode) {
   return "not a regular file";
 }
 
-// Why `text` is not a results line, or "" when it is one: a JSON object with a string "hash" and
-// "status", which every line the runner writes has. `status` receives the line's hash and status.
-std::string not_a_result(const std::string& text, std::pair<std::string, std::string>& cell) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+// Why `j` (a line parsed without exceptions) is not a results line, or "" when it is one: a JSON object
+// with a string "hash" and "status", which every line the runner writes has. `cell` receives the line's
+// hash and status.
+std::string not_a_result(const nlohmann::json& j, std::pair<std::string, std::string>& cell) {
   if (j.is_discarded()) return "not JSON";
   if (!j.is_object()) return "not a JSON object";
   if (!j.contains("hash") || !j["hash"].is_string()) return "no string \"hash\"";
   if (!j.contains("status") || !j["status"].is_string()) return "no string \"status\"";
   cell = {j["hash"].get<std::string>(), j["status"].get<std::string>()};
   return "";
+}
+
+std::string not_a_result(const std::string& text, std::pair<std::string, std::string>& cell) {
+  return not_a_result(nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false), cell);
 }
 
 bool blank(const std::string& text) { return text.find_first_not_of(" \t\r") == std::string::npos; }
@@ -280,8 +284,10 @@ std::vector<nlohmann::json> ResultsFile::lines() const {
   struct stat st {};
   if (::fstat(fd_, &st) != 0) throw std::runtime_error(fmt::format("{}: cannot read the results file: {}", path_, errno_text()));
   for_each_line(fd_, 0, st.st_size, path_, [&](const std::string& text, int64_t) {
+    if (blank(text)) return;
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     std::pair<std::string, std::string> cell;
-    if (!blank(text) && not_a_result(text, cell).empty()) out.push_back(nlohmann::json::parse(text));
+    if (not_a_result(j, cell).empty()) out.push_back(std::move(j));
   });
   return out;
 }
