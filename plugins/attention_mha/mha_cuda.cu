@@ -30,7 +30,6 @@ using attnbench::cuda::row_block;
 using attnbench::cuda::row_grid;
 using attnbench::cuda::slice_block;
 using attnbench::cuda::slice_blocks_per_sm;
-using attnbench::cuda::slice_dot_chunks;
 using attnbench::cuda::slice_grid;
 using attnbench::cuda::slice_kernel_for;
 using attnbench::cuda::SliceShared;
@@ -94,50 +93,70 @@ __global__ void __launch_bounds__(kSliceThreads, slice_blocks_per_sm(kMany)) att
   float* partials = a.partials + (b * a.heads + h) * a.slices * (2 + a.dh);
   start_next_kernel();  // out_projection_kernel fetches its weights meanwhile
   // Rows before `position` were cached by earlier tokens; row `position` is the previous kernel's.
-  attend_slice<slice_dot_chunks(kMany)>(sh, a.q + b * a.e + h * a.dh, a.k_cache + cache_offset,
+  attend_slice<kMany>(sh, a.q + b * a.e + h * a.dh, a.k_cache + cache_offset,
                                         a.v_cache + cache_offset, a.e, begin, end, /*ready=*/position, a.dh, a.scale,
                                         [](int64_t) { return 1.f; }, partials + s * (2 + a.dh));
   merge_slices(sh, partials, a.slices, a.dh, a.arrivals + b * a.heads + h, a.attended + b * a.e + h * a.dh);
 }
 
-// Batches of kMinBatchedRows to kMaxRowBatch sequences: a block stages every sequence's input in
-// shared memory and a warp reads its weight row once for all of them (cuda_kernels.cuh). On the H100
-// at batch 16 a warp per (row, sequence) read 9.4 MB of weights 16 times a token: 56 us against 13.5
-// at batch 1.
+// Weight rows a warp of the batched projections dots at once: two for 4-byte and wider weights, whose
+// every input word read from shared memory then serves two rows (H100, batch 16, fp32: 32.4 to 30.1 us a
+// token); one for 2-byte weights, whose words hold twice the elements already (AMP batch 4: 15.9 to 17.3
+// us with two).
 template <typename T>
-__global__ void in_projection_batched_kernel(DecodeArgs<T> a) {
+constexpr int kBatchedRowsAWarp = sizeof(T) >= 4 ? 2 : 1;
+// A block's warps at most, by rows a warp: one of two rows holds up to 128 registers a thread.
+constexpr int batched_max_warps(int rows_a_warp) { return rows_a_warp == 1 ? 24 : 16; }
+
+// Batches of kMinBatchedRows to kMaxRowBatch sequences: a block stages every sequence's input in
+// shared memory and a warp reads its kRows weight rows once for all of them (cuda_kernels.cuh; 3E and E
+// rows are even, so a warp's rows all exist). On the H100 at batch 16 a warp per (row, sequence) read
+// 9.4 MB of weights 16 times a token: 56 us against 13.5 at batch 1.
+template <int kRows, typename T>
+__device__ __forceinline__ int first_batched_row(const T* weight, int e, int rows, uint4* words) {
+  const int row = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * kRows;
+  if (row < rows) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) load_row_words(weight + static_cast<int64_t>(row + r) * e, e, 0, words + r * kRowWords);
+  }
+  return row;
+}
+
+template <int kRows, typename T>
+__global__ void __launch_bounds__(32 * batched_max_warps(kRows)) in_projection_batched_kernel(DecodeArgs<T> a) {
   extern __shared__ __align__(16) unsigned char smem[];
   T* inputs = reinterpret_cast<T*>(smem);
   start_next_kernel();
   const int e = static_cast<int>(a.e), batch = static_cast<int>(a.batch);
-  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-  uint4 words[kRowWords];
-  if (row < 3 * e) load_row_words(a.in_weight + static_cast<int64_t>(row) * e, e, 0, words);
+  uint4 words[kRows * kRowWords];
+  const int row = first_batched_row<kRows>(a.in_weight, e, 3 * e, words);
   stage_async(inputs, a.x, batch * e * static_cast<int>(sizeof(T)));
   __pipeline_wait_prior(0);
   __syncthreads();
   if (row >= 3 * e) return;
-  const float v = batched_row_dot(a.in_weight + static_cast<int64_t>(row) * e, e, inputs, batch, words, true);
-  if (lane >= batch) return;
-  write_projection(a, lane, row, v + static_cast<float>(a.in_bias[row]));
+  const float v = batched_row_dot<kRows>(a.in_weight + static_cast<int64_t>(row) * e, e, inputs, batch, words, true);
+  const int lane = threadIdx.x % 32, r = lane / kMaxRowBatch, b = lane % kMaxRowBatch;
+  if (r >= kRows || b >= batch) return;
+  write_projection(a, b, row + r, v + static_cast<float>(a.in_bias[row + r]));
 }
 
-template <typename T>
-__global__ void out_projection_batched_kernel(DecodeArgs<T> a) {
+template <int kRows, typename T>
+__global__ void __launch_bounds__(32 * batched_max_warps(kRows)) out_projection_batched_kernel(DecodeArgs<T> a) {
   extern __shared__ __align__(16) unsigned char smem[];
   T* inputs = reinterpret_cast<T*>(smem);
   const int e = static_cast<int>(a.e), batch = static_cast<int>(a.batch);
-  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-  uint4 words[kRowWords];
-  if (row < e) load_row_words(a.out_weight + static_cast<int64_t>(row) * e, e, 0, words);
+  uint4 words[kRows * kRowWords];
+  const int row = first_batched_row<kRows>(a.out_weight, e, e, words);
   wait_for_previous_kernel();
   if (blockIdx.x == 0 && threadIdx.x == 0) *a.position += 1;  // as out_projection_kernel
   stage_async(inputs, a.attended, batch * e * static_cast<int>(sizeof(T)));
   __pipeline_wait_prior(0);
   __syncthreads();
   if (row >= e) return;
-  const float v = batched_row_dot(a.out_weight + static_cast<int64_t>(row) * e, e, inputs, batch, words, true);
-  if (lane < batch) a.out[lane * a.e + row] = static_cast<T>(v + static_cast<float>(a.out_bias[row]));
+  const float v = batched_row_dot<kRows>(a.out_weight + static_cast<int64_t>(row) * e, e, inputs, batch, words, true);
+  const int lane = threadIdx.x % 32, r = lane / kMaxRowBatch, b = lane % kMaxRowBatch;
+  if (r >= kRows || b >= batch) return;
+  a.out[b * a.e + row + r] = static_cast<T>(v + static_cast<float>(a.out_bias[row + r]));
 }
 
 template <typename T>
@@ -156,15 +175,16 @@ __global__ void out_projection_kernel(DecodeArgs<T> a) {
 // reservoir's fused step, whose crossover on the H100 was 4).
 constexpr int64_t kMinBatchedRows = 4;
 
-// Launch shape of a batched projection over `rows` rows: a warp per row, one block per SM, since each
-// block stages the whole batch's inputs.
+// Launch shape of a batched projection over `rows` rows: a warp per `rows_a_warp` rows, one block per
+// SM, since each block stages the whole batch's inputs.
 struct RowBlocks {
   dim3 grid, block;
 };
-RowBlocks batched_row_blocks(int64_t rows) {
+RowBlocks batched_row_blocks(int64_t rows, int rows_a_warp) {
   const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const int64_t warps = std::min<int64_t>(attnbench::cuda::ceil_div(rows, sms), 32);
-  return {dim3(static_cast<unsigned>(attnbench::cuda::ceil_div(rows, warps))), dim3(static_cast<unsigned>(32 * warps))};
+  const int64_t units = attnbench::cuda::ceil_div(rows, rows_a_warp);
+  const int64_t warps = std::min<int64_t>(attnbench::cuda::ceil_div(units, sms), batched_max_warps(rows_a_warp));
+  return {dim3(static_cast<unsigned>(attnbench::cuda::ceil_div(units, warps))), dim3(static_cast<unsigned>(32 * warps))};
 }
 
 }  // namespace
@@ -174,7 +194,8 @@ at::Tensor cuda_decode_step(const at::Tensor& x, at::Tensor& k_cache, at::Tensor
   const int64_t batch = x.size(0), e = x.size(1), capacity = k_cache.size(1), heads = w.heads, dh = e / heads;
   TORCH_CHECK(x.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous(), "mha cuda_decode_step: contiguous inputs");
   const c10::cuda::CUDAGuard guard(x.device());
-  const attnbench::cuda::Slicing slicing = attnbench::cuda::slicing_for(capacity);
+  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const attnbench::cuda::Slicing slicing = attnbench::cuda::slicing_for(capacity, batch * heads, sms);
   const size_t shared = attnbench::cuda::slice_shared_bytes(slicing.rows_per_slice, slicing.slices);
   TORCH_CHECK(static_cast<int64_t>(shared) <= kMaxSharedBytes, "mha: a KV cache of ", capacity,
               " tokens is too large for the CUDA step; lower attention.params.max_len");
@@ -183,7 +204,7 @@ at::Tensor cuda_decode_step(const at::Tensor& x, at::Tensor& k_cache, at::Tensor
     scratch.attended = at::empty({batch, e}, x.options());
     scratch.arrivals = at::zeros({batch, heads}, x.options().dtype(at::kInt));
   }
-  if (!scratch.partials.defined() || scratch.partials.size(2) != slicing.slices) {  // the cache grew
+  if (!scratch.partials.defined() || scratch.partials.size(0) != batch || scratch.partials.size(2) != slicing.slices) {
     scratch.partials = at::empty({batch, heads, slicing.slices, 2 + dh}, x.options().dtype(at::kFloat));
   }
   at::Tensor out = at::empty({batch, e}, x.options());
@@ -200,18 +221,20 @@ at::Tensor cuda_decode_step(const at::Tensor& x, at::Tensor& k_cache, at::Tensor
         scratch.attended.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), batch, capacity, e, heads, dh,
         slicing.rows_per_slice, slicing.slices, 1.f / sqrtf(static_cast<float>(dh))};
     if (batched) {
-      const RowBlocks in = batched_row_blocks(3 * e), out_rows = batched_row_blocks(e);
-      allow_shared_bytes(reinterpret_cast<const void*>(in_projection_batched_kernel<scalar_t>), staged);
-      allow_shared_bytes(reinterpret_cast<const void*>(out_projection_batched_kernel<scalar_t>), staged);
-      scratch.chain.set(0, in_projection_batched_kernel<scalar_t>, in.grid, in.block, staged, a);
-      scratch.chain.set(2, out_projection_batched_kernel<scalar_t>, out_rows.grid, out_rows.block, staged, a);
+      constexpr int kRows = kBatchedRowsAWarp<scalar_t>;
+      const RowBlocks in = batched_row_blocks(3 * e, kRows), out_rows = batched_row_blocks(e, kRows);
+      const auto in_kernel = in_projection_batched_kernel<kRows, scalar_t>;
+      const auto out_kernel = out_projection_batched_kernel<kRows, scalar_t>;
+      allow_shared_bytes(reinterpret_cast<const void*>(in_kernel), staged);
+      allow_shared_bytes(reinterpret_cast<const void*>(out_kernel), staged);
+      scratch.chain.set(0, in_kernel, in.grid, in.block, staged, a);
+      scratch.chain.set(2, out_kernel, out_rows.grid, out_rows.block, staged, a);
     } else {
       scratch.chain.set(0, in_projection_kernel<scalar_t>, row_grid(3 * e, batch), row_block(), 0, a);
       scratch.chain.set(2, out_projection_kernel<scalar_t>, row_grid(e, batch), row_block(), 0, a);
     }
     const dim3 grid = slice_grid(heads, slicing, batch);
-    const auto attend = slice_kernel_for(grid, at::cuda::getCurrentDeviceProperties()->multiProcessorCount,
-                                         attend_kernel<scalar_t, false>, attend_kernel<scalar_t, true>, shared);
+    const auto attend = slice_kernel_for(grid, sms, attend_kernel<scalar_t, false>, attend_kernel<scalar_t, true>, shared);
     scratch.chain.set(1, attend, grid, slice_block(), shared, a);
   });
   scratch.chain.run(at::cuda::getCurrentCUDAStream(), graph);

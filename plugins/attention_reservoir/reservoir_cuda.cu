@@ -40,7 +40,6 @@ using attnbench::cuda::row_block;
 using attnbench::cuda::row_grid;
 using attnbench::cuda::slice_block;
 using attnbench::cuda::slice_blocks_per_sm;
-using attnbench::cuda::slice_dot_chunks;
 using attnbench::cuda::slice_grid;
 using attnbench::cuda::slice_kernel_for;
 using attnbench::cuda::SliceShared;
@@ -253,7 +252,7 @@ __global__ void __launch_bounds__(kSliceThreads, slice_blocks_per_sm(kMany)) att
   const int64_t begin = s * a.rows_per_slice, end = begin + a.rows_per_slice < a.n ? begin + a.rows_per_slice : a.n;
   const float* x_next = a.x_next + b * a.n;
   float* partials = a.partials + (b * a.heads + h) * a.slices * (2 + a.dh);
-  attend_slice<slice_dot_chunks(kMany)>(sh, a.q + b * a.e + h * a.dh, a.ek + h * a.dh, a.ev + h * a.dh, a.e, begin,
+  attend_slice<kMany>(sh, a.q + b * a.e + h * a.dh, a.ek + h * a.dh, a.ev + h * a.dh, a.e, begin,
                                         end, /*ready=*/end, a.dh, a.scale, [x_next](int64_t r) { return x_next[r]; },
                                         partials + s * (2 + a.dh));
   // The previous kernel was the old state's only reader, so it can be overwritten now.
@@ -684,7 +683,8 @@ at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& 
     scratch.chain.run(at::cuda::getCurrentCUDAStream(), graph);
     return out;
   }
-  const attnbench::cuda::Slicing slicing = attnbench::cuda::slicing_for(n);
+  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const attnbench::cuda::Slicing slicing = attnbench::cuda::slicing_for(n, batch * heads, sms);
   if (!scratch.x_next.defined() || !scratch.x_next.sizes().equals(x.sizes()) || scratch.query.scalar_type() != u.scalar_type()) {
     scratch.x_next = at::empty_like(x);
     scratch.query = at::empty({batch, e}, u.options());
@@ -709,8 +709,7 @@ at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& 
     const size_t staged_state = n <= kMaxStagedState ? static_cast<size_t>(n) * sizeof(float) : 0;
     scratch.chain.set(i++, project_kernel<scalar_t>, row_grid(n + e, batch), row_block(), staged_state, a);
     const dim3 grid = slice_grid(heads, slicing, batch);
-    const auto attend = slice_kernel_for(grid, at::cuda::getCurrentDeviceProperties()->multiProcessorCount,
-                                         attend_kernel<scalar_t, false>, attend_kernel<scalar_t, true>, shared);
+    const auto attend = slice_kernel_for(grid, sms, attend_kernel<scalar_t, false>, attend_kernel<scalar_t, true>, shared);
     scratch.chain.set(i++, attend, grid, slice_block(), shared, a);
   });
   scratch.chain.run(at::cuda::getCurrentCUDAStream(), graph);

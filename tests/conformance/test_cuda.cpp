@@ -1,9 +1,9 @@
 // Asserts the CUDA paths of the built-in plugins (skipped where there is no CUDA device): step equals
 // forward on CUDA with and without CUDA graphs, CUDA outputs equal the CPU's for the same weights, AMP
 // (fp16) stays within 1e-3 relative of fp32, batches of 4 to 17 (the reservoir's fused step, MHA's
-// batched projections) step as forward and as each sequence alone, attention over many slices and
-// wide heads steps as forward, and the reservoir's other kernels (input projection, a W too large
-// for one block's shared memory) match the CPU too.
+// batched projections) step as forward and as each sequence alone, attention steps as forward for
+// every shape of its slices and for wide heads, and the reservoir's other kernels (input projection,
+// a W too large for one block's shared memory) match the CPU too.
 #include "conformance/helpers.h"
 #include "measure/device.h"
 
@@ -91,18 +91,24 @@ TEST_P(Cuda, BatchesStepAsForwardAndAsEachSequenceAlone) {
   }
 }
 
-// A head's attention merges more slices than a thread loads ahead (1100 cached tokens, or 2048
-// reservoir rows, at batch 17: grids that take the slice kernels' build for many blocks), for a head of
-// 64 columns and one of 512 (wider than a block: two columns a thread).
-TEST_P(Cuda, LongSlicesAndWideHeadsStepAsForward) {
+// The slice kernels' shapes (cuda_kernels.cuh): a head's merge of more slices than a thread loads ahead
+// (1100 cached tokens, or 2048 reservoir rows, one head), for a head of 64 columns and one of 512 (wider
+// than a block: two columns a thread); slices of more rows than a thread loads ahead (8 heads, which
+// share one wave of blocks); and sequences x heads beyond one wave of the build for few blocks (40 x 16,
+// for any GPU of under 320 multiprocessors), which takes the build for many blocks.
+TEST_P(Cuda, SliceShapesStepAsForward) {
   const c10::Device cuda(c10::kCUDA, 0);
-  for (int64_t e : {64, 512}) {
+  struct Shape {
+    int64_t e, heads, batch;
+  };
+  for (const Shape& s : {Shape{64, 1, 1}, Shape{512, 1, 1}, Shape{256, 8, 1}, Shape{64, 16, 40}}) {
     Params p = params_for(GetParam(), true);
-    p.set("heads", int64_t{1});
+    p.set("heads", s.heads);
     if (GetParam() == "reservoir") p.set("res_size", int64_t{2048});
-    auto layer = layer_on(GetParam(), p, cuda, at::kFloat, e);
-    at::Tensor x = at::randn({GetParam() == "mha" ? 1100 : 40, 17, e}).to(cuda);
-    EXPECT_LT(rel(attnbench::run_steps(*layer, x), attnbench::run_full(*layer, x)), 1e-6) << "embed_dim " << e;
+    auto layer = layer_on(GetParam(), p, cuda, at::kFloat, s.e);
+    at::Tensor x = at::randn({GetParam() == "mha" ? 1100 : 40, s.batch, s.e}).to(cuda);
+    EXPECT_LT(rel(attnbench::run_steps(*layer, x), attnbench::run_full(*layer, x)), 1e-6)
+        << "embed_dim " << s.e << ", heads " << s.heads << ", batch " << s.batch;
   }
 }
 

@@ -8,6 +8,7 @@
 #include <cuda_pipeline_primitives.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace attnbench::cuda {
@@ -139,9 +140,10 @@ __device__ __forceinline__ void load_row_words(const W* row, int e, int pass, ui
   }
 }
 
-// acc[b] += this lane's words of a row (elements W) . inputs[b * e ...] (elements X, shared memory),
-// b < batch. Inputs of the row's element size are read a word at a time.
-template <typename W, typename X>
+// acc[r * kMaxRowBatch + b] += this lane's words of row r (elements W; row r's at words + r * kRowWords) .
+// inputs[b * e ...] (elements X, shared memory), r < kRows, b < batch. Each input word read serves all
+// kRows rows: shared memory bandwidth, not the weights, bounds a batch of 16.
+template <int kRows, typename W, typename X>
 __device__ __forceinline__ void dot_words(const uint4* words, const X* inputs, int batch, int e, int pass, float* acc) {
   constexpr int kVec = 16 / sizeof(W);
   const int lane = threadIdx.x % 32;
@@ -149,48 +151,86 @@ __device__ __forceinline__ void dot_words(const uint4* words, const X* inputs, i
   for (int q = 0; q < kRowWords; ++q) {
     const int first = ((pass * kRowWords + q) * 32 + lane) * kVec;
     if (first >= e) break;
-    const W* w = reinterpret_cast<const W*>(&words[q]);
 #pragma unroll
     for (int b = 0; b < kMaxRowBatch; ++b) {
       if (b >= batch) break;
       const X* input = inputs + b * e + first;
+      float in[kVec];
       if constexpr (sizeof(X) == sizeof(W)) {
         const uint4 word = *reinterpret_cast<const uint4*>(input);
-        const X* in = reinterpret_cast<const X*>(&word);
+        const X* x = reinterpret_cast<const X*>(&word);
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) acc[b] += static_cast<float>(w[k]) * static_cast<float>(in[k]);
+        for (int k = 0; k < kVec; ++k) in[k] = static_cast<float>(x[k]);
       } else {
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) acc[b] += static_cast<float>(w[k]) * static_cast<float>(input[k]);
+        for (int k = 0; k < kVec; ++k) in[k] = static_cast<float>(input[k]);
+      }
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        const W* w = reinterpret_cast<const W*>(&words[r * kRowWords + q]);
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) acc[r * kMaxRowBatch + b] += static_cast<float>(w[k]) * in[k];
       }
     }
   }
 }
 
-// row . inputs[b], b < batch (at most kMaxRowBatch), by one warp: lane b returns sequence b's dot (other
-// lanes: 0). `words` holds the row's first pass already when `have_first`.
-template <typename W, typename X>
-__device__ float batched_row_dot(const W* row, int e, const X* inputs, int batch, uint4* words, bool have_first) {
-  float acc[kMaxRowBatch];
+// Warp totals of N values a lane at once (N a power of two, at most 32) in N - 1 shuffles and 5 - log2 N
+// more, where N warp_sums take 5 N: each step sends the half of its values that the lane across `offset`
+// keeps, and adds what comes back to the half it keeps. Lane l ends with value l >> (5 - log2 N). The
+// additions pair the lanes as warp_sum's do, so each total has warp_sum's bits.
+template <int N, int kOffset = 16>
+__device__ __forceinline__ float warp_sum_each(float* v) {
+  static_assert(N >= 1 && N <= 32 && (N & (N - 1)) == 0, "warp_sum_each: N a power of two, at most 32");
+  if constexpr (kOffset == 0) {
+    return v[0];
+  } else if constexpr (N == 1) {
+    v[0] += __shfl_xor_sync(0xffffffffu, v[0], kOffset);
+    return warp_sum_each<1, kOffset / 2>(v);
+  } else {
+    const bool upper = (threadIdx.x & kOffset) != 0;
 #pragma unroll
-  for (int b = 0; b < kMaxRowBatch; ++b) acc[b] = 0.f;
-  for (int pass = 0; pass * 32 * kRowWords * (16 / static_cast<int>(sizeof(W))) < e; ++pass) {
-    if (!(have_first && pass == 0)) load_row_words(row, e, pass, words);
-    dot_words<W>(words, inputs, batch, e, pass, acc);
+    for (int k = 0; k < N / 2; ++k) {
+      const float send = upper ? v[k] : v[k + N / 2];
+      v[k] = (upper ? v[k + N / 2] : v[k]) + __shfl_xor_sync(0xffffffffu, send, kOffset);
+    }
+    return warp_sum_each<N / 2, kOffset / 2>(v);
   }
-  // The sequences' warp reductions side by side, so their shuffles overlap.
-  for (int offset = 16; offset > 0; offset /= 2) {
-#pragma unroll
-    for (int b = 0; b < kMaxRowBatch; ++b) acc[b] += __shfl_xor_sync(0xffffffffu, acc[b], offset);
-  }
-  const int lane = threadIdx.x % 32;
-  float mine = 0.f;
-#pragma unroll
-  for (int b = 0; b < kMaxRowBatch; ++b) {
-    if (b == lane) mine = acc[b];
-  }
-  return mine;
 }
+
+// Rows row .. row + kRows - 1 (each e elements, consecutive; all must exist) . inputs[b], b < batch (at
+// most kMaxRowBatch), by one warp: lane r * kMaxRowBatch + b returns row r's dot with sequence b (other
+// lanes: whatever). `words` (kRows * kRowWords) holds the rows' first pass already when `have_first`.
+template <int kRows = 1, typename W, typename X>
+__device__ float batched_row_dot(const W* row, int e, const X* inputs, int batch, uint4* words, bool have_first) {
+  constexpr int kValues = kRows * kMaxRowBatch;
+  static_assert(kValues <= 32, "batched_row_dot: a lane returns one row's dot with one sequence");
+  float acc[kValues];
+#pragma unroll
+  for (int i = 0; i < kValues; ++i) acc[i] = 0.f;
+  for (int pass = 0; pass * 32 * kRowWords * (16 / static_cast<int>(sizeof(W))) < e; ++pass) {
+    if (!(have_first && pass == 0)) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) load_row_words(row + static_cast<int64_t>(r) * e, e, pass, words + r * kRowWords);
+    }
+    dot_words<kRows, W>(words, inputs, batch, e, pass, acc);
+  }
+  const float total = warp_sum_each<kValues>(acc);
+  // Lane l holds value l / (32 / kValues); spread them so that lane i holds value i.
+  return kValues == 32 ? total : __shfl_sync(0xffffffffu, total, (threadIdx.x % kValues) * (32 / kValues));
+}
+
+// Kernels that attend a slice per block: block (h * slices + s, b) takes slice s of head h of sequence b.
+// Each comes in two builds. The one for few blocks has 128 registers a thread, two blocks an SM. A grid
+// larger than that takes the one for many blocks: its dots hold fewer loads at once (slice_dot_chunks),
+// so it fits 64 registers without spilling and four blocks share an SM (on the H100, 1024 blocks of MHA
+// at batch 16 ran in two waves rather than four: 23.5 to 18.0 us under Nsight Compute). The larger build
+// for small grids: the scheduler stacked four blocks of the other on an SM while others idled, and MHA
+// at batch 4 slowed from 18.6 to 20.6 us a token.
+constexpr int kSliceThreads = 256;
+// A build's blocks an SM (its __launch_bounds__) and warp_dot chunks for the scores; many: for many blocks.
+constexpr int slice_blocks_per_sm(bool many) { return many ? 4 : 2; }
+constexpr int slice_dot_chunks(bool many) { return many ? 2 : 8; }
 
 // Attention of one query over keys split into slices, one slice per block ("flash decoding"): a
 // streamed token's attention is too little work for one block per head to be anything but latency,
@@ -208,15 +248,21 @@ constexpr int kEarly = 16;  // value rows (and merged slices) a thread loads bef
 // Rows [begin, end) of `keys`/`values` (row r at r * stride) against `query` (dh); an empty slice
 // writes m = -inf, sum 0. partial: 2 + dh floats. Rows before `ready` are not written by the previous
 // kernel of the chain, so they are fetched before waiting for it; the query, the rows from `ready` on
-// and row_scale(r), a factor on row r's weight, are read after. kDotChunks: warp_dot's, for the scores.
-template <int kDotChunks, typename Q, typename T, typename RowScale>
+// and row_scale(r), a factor on row r's weight, are read after. kMany: the build for many blocks.
+template <bool kMany, typename Q, typename T, typename RowScale>
 __device__ void attend_slice(const SliceShared& sh, const Q* query, const T* keys, const T* values, int64_t stride,
                              int64_t begin, int64_t end, int64_t ready, int64_t dh, float scale, RowScale row_scale,
                              float* partial) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int64_t rows = end > begin ? end - begin : 0, early_rows = ready - begin < rows ? ready - begin : rows;
   const int64_t column = threadIdx.x;  // the first column this thread sums; its first rows load early
-  for (int64_t i = warp; i < early_rows; i += warps) warp_prefetch(keys + (begin + i) * stride, dh * sizeof(T));
+  for (int64_t i = warp; i < early_rows; i += warps) {
+    warp_prefetch(keys + (begin + i) * stride, dh * sizeof(T));
+    // Values past a thread's first kEarly rows too, in the slices of up to kMaxSliceRows that fill one
+    // wave of the build for few blocks. (In the other build, with more blocks an SM sharing L1, this
+    // slowed MHA at L = 16384 from 45.7 to 47.2 us a token on the H100.)
+    if (!kMany && i >= kEarly) warp_prefetch(values + (begin + i) * stride, dh * sizeof(T));
+  }
   T early[kEarly];
 #pragma unroll
   for (int i = 0; i < kEarly; ++i) {
@@ -230,7 +276,7 @@ __device__ void attend_slice(const SliceShared& sh, const Q* query, const T* key
   // This thread's row scale is read with the query, not after the softmax.
   const float own_scale = threadIdx.x < rows ? row_scale(begin + threadIdx.x) : 0.f;
   for (int64_t i = warp; i < rows; i += warps) {
-    const float s = warp_dot<kDotChunks>(query, keys + (begin + i) * stride, dh);
+    const float s = warp_dot<slice_dot_chunks(kMany)>(query, keys + (begin + i) * stride, dh);
     if (lane == 0) sh.scores[i] = s * scale;
   }
   __syncthreads();
@@ -310,16 +356,28 @@ __device__ void merge_slices(const SliceShared& sh, const float* partials, int64
   if (threadIdx.x == 0) *arrivals = 0;
 }
 
-// How a key range of `rows` is cut into slices: 16 rows each (two per warp of a 256-thread block, and
-// within what a thread prefetches), more once there would be over 256 slices for a merge to read.
+// How the keys of `groups` attentions (sequences x heads), `rows` keys each, are cut into slices on a
+// device of `sms` multiprocessors: 16 rows a slice (two per warp of a 256-thread block, within what a
+// thread loads ahead), more once a head would have over 256 slices for its merge to read, and up to
+// kMaxSliceRows where the grid would otherwise exceed one wave of the build for few blocks. On the H100
+// one wave of larger slices beat waves of small ones: MHA fp32 30.6 to 22.4 us a token at L = 4096,
+// 21.9 to 17.6 at L = 2048, 30.1 to 28.6 at L = 256 and batch 16 (AMP 30.4 to 27.3). Where the groups
+// alone exceed that wave, slices keep 16 rows and the grid takes the build for many blocks.
 struct Slicing {
   int64_t rows_per_slice, slices;
 };
-inline Slicing slicing_for(int64_t rows) {
-  const int64_t per = ceil_div(rows, 256);
-  const int64_t rows_per_slice = per > 16 ? per : 16;
-  return {rows_per_slice, ceil_div(rows, rows_per_slice)};
+// Beyond this a slice's keys and values, which attend_slice prefetches to L1, outgrow two blocks' share.
+constexpr int64_t kMaxSliceRows = 64;
+inline Slicing slicing_for(int64_t rows, int64_t groups, int64_t sms) {
+  int64_t per = std::max<int64_t>(ceil_div(rows, 256), 16);
+  const int64_t fit = slice_blocks_per_sm(false) * sms / groups;  // a group's slices in one wave
+  if (fit >= 1 && ceil_div(rows, per) > fit) per = std::max(per, std::min(ceil_div(rows, fit), kMaxSliceRows));
+  return {per, ceil_div(rows, per)};
 }
+inline dim3 slice_grid(int64_t heads, const Slicing& slicing, int64_t batch) {
+  return dim3(static_cast<unsigned>(heads * slicing.slices), static_cast<unsigned>(batch));
+}
+inline dim3 slice_block() { return dim3(kSliceThreads); }
 
 // Dynamic shared memory for a SliceShared of these sizes, and its layout over `base`.
 inline size_t slice_shared_bytes(int64_t rows_per_slice, int64_t slices) {
@@ -328,22 +386,6 @@ inline size_t slice_shared_bytes(int64_t rows_per_slice, int64_t slices) {
 __device__ inline SliceShared slice_shared(float* base, int64_t rows_per_slice, int64_t slices) {
   return {base, base + rows_per_slice, base + rows_per_slice + 2 * slices};
 }
-
-// Kernels that attend a slice per block: block (h * slices + s, b) takes slice s of head h of sequence b.
-// Each comes in two builds. A grid larger than two blocks an SM takes the one for many blocks: its dots
-// hold fewer loads at once (slice_dot_chunks), so it fits 64 registers a thread without spilling and
-// four blocks share an SM; a batch of 16 at L = 256 (1024 blocks with 4 heads) then runs in two waves
-// rather than four. A smaller grid takes the other (128 registers, two blocks an SM): on the H100 the
-// scheduler stacked four blocks of the first on an SM while others idled, and batch 4 slowed (MHA 18.6
-// to 20.6 us a token).
-constexpr int kSliceThreads = 256;
-// A build's blocks an SM (its __launch_bounds__) and warp_dot chunks for the scores; kMany: for many blocks.
-constexpr int slice_blocks_per_sm(bool many) { return many ? 4 : 2; }
-constexpr int slice_dot_chunks(bool many) { return many ? 2 : 8; }
-inline dim3 slice_grid(int64_t heads, const Slicing& slicing, int64_t batch) {
-  return dim3(static_cast<unsigned>(heads * slicing.slices), static_cast<unsigned>(batch));
-}
-inline dim3 slice_block() { return dim3(kSliceThreads); }
 
 // Lets `kernel` take `bytes` of dynamic shared memory; past 48 KB a kernel must opt in.
 inline void allow_shared_bytes(const void* kernel, size_t bytes) {
@@ -356,7 +398,8 @@ inline void allow_shared_bytes(const void* kernel, size_t bytes) {
 // of dynamic shared memory.
 template <typename Kernel>
 Kernel slice_kernel_for(dim3 grid, int sms, Kernel few_blocks, Kernel many_blocks, size_t bytes) {
-  const Kernel kernel = static_cast<int64_t>(grid.x) * grid.y > 2 * int64_t{sms} ? many_blocks : few_blocks;
+  const bool many = static_cast<int64_t>(grid.x) * grid.y > int64_t{slice_blocks_per_sm(false)} * sms;
+  const Kernel kernel = many ? many_blocks : few_blocks;
   allow_shared_bytes(reinterpret_cast<const void*>(kernel), bytes);
   return kernel;
 }
