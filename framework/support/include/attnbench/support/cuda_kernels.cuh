@@ -362,7 +362,8 @@ __device__ void merge_slices(const SliceShared& sh, const float* partials, int64
 // kMaxSliceRows where the grid would otherwise exceed one wave of the build for few blocks. On the H100
 // one wave of larger slices beat waves of small ones: MHA fp32 30.6 to 22.4 us a token at L = 4096,
 // 21.9 to 17.6 at L = 2048, 30.1 to 28.6 at L = 256 and batch 16 (AMP 30.4 to 27.3). Where the groups
-// alone exceed that wave, slices keep 16 rows and the grid takes the build for many blocks.
+// alone exceed that wave, slices keep 16 rows; where slices of kMaxSliceRows still do (L = 16384 with
+// 4 heads), they keep that. Either grid takes the build for many blocks.
 struct Slicing {
   int64_t rows_per_slice, slices;
 };
