@@ -93,22 +93,27 @@ TEST_P(Cuda, BatchesStepAsForwardAndAsEachSequenceAlone) {
 
 // The slice kernels' shapes (cuda_kernels.cuh): a head's merge of more slices than a thread loads ahead
 // (1100 cached tokens, or 2048 reservoir rows, one head), for a head of 64 columns and one of 512 (wider
-// than a block: two columns a thread); slices of more rows than a thread loads ahead (8 heads, which
-// share one wave of blocks); and sequences x heads beyond one wave of the build for few blocks (40 x 16,
-// for any GPU of under 320 multiprocessors), which takes the build for many blocks.
+// than a block: two columns a thread, and too wide for rows scored in groups); slices of more rows than
+// a thread loads ahead (8 heads, which share one wave of blocks); slices of more rows than a group of a
+// warp for each warp (17000 cached tokens: 67 a slice); and sequences x heads beyond one wave of the
+// build for few blocks (40 x 16, for any GPU of under 320 multiprocessors), which takes the build for
+// many blocks.
 TEST_P(Cuda, SliceShapesStepAsForward) {
   const c10::Device cuda(c10::kCUDA, 0);
+  const bool mha = GetParam() == "mha";
   struct Shape {
-    int64_t e, heads, batch;
+    int64_t e, heads, batch, tokens;
   };
-  for (const Shape& s : {Shape{64, 1, 1}, Shape{512, 1, 1}, Shape{256, 8, 1}, Shape{64, 16, 40}}) {
+  std::vector<Shape> shapes = {{64, 1, 1, 1100}, {512, 1, 1, 1100}, {256, 8, 1, 1100}, {64, 16, 40, 1100}};
+  if (mha) shapes.push_back({64, 1, 1, 17000});
+  for (const Shape& s : shapes) {
     Params p = params_for(GetParam(), true);
     p.set("heads", s.heads);
-    if (GetParam() == "reservoir") p.set("res_size", int64_t{2048});
+    if (!mha) p.set("res_size", int64_t{2048});
     auto layer = layer_on(GetParam(), p, cuda, at::kFloat, s.e);
-    at::Tensor x = at::randn({GetParam() == "mha" ? 1100 : 40, s.batch, s.e}).to(cuda);
+    at::Tensor x = at::randn({mha ? s.tokens : 40, s.batch, s.e}).to(cuda);
     EXPECT_LT(rel(attnbench::run_steps(*layer, x), attnbench::run_full(*layer, x)), 1e-6)
-        << "embed_dim " << s.e << ", heads " << s.heads << ", batch " << s.batch;
+        << "embed_dim " << s.e << ", heads " << s.heads << ", batch " << s.batch << ", tokens " << x.size(0);
   }
 }
 
