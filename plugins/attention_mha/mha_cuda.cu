@@ -175,13 +175,12 @@ __global__ void out_projection_kernel(DecodeArgs<T> a) {
 // reservoir's fused step, whose crossover on the H100 was 4).
 constexpr int64_t kMinBatchedRows = 4;
 
-// Launch shape of a batched projection over `rows` rows: a warp per `rows_a_warp` rows, one block per
-// SM, since each block stages the whole batch's inputs.
+// Launch shape of a batched projection over `rows` rows on `sms` multiprocessors: a warp per
+// `rows_a_warp` rows, one block per SM, since each block stages the whole batch's inputs.
 struct RowBlocks {
   dim3 grid, block;
 };
-RowBlocks batched_row_blocks(int64_t rows, int rows_a_warp) {
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+RowBlocks batched_row_blocks(int64_t rows, int rows_a_warp, int64_t sms) {
   const int64_t units = attnbench::cuda::ceil_div(rows, rows_a_warp);
   const int64_t warps = std::min<int64_t>(attnbench::cuda::ceil_div(units, sms), batched_max_warps(rows_a_warp));
   return {dim3(static_cast<unsigned>(attnbench::cuda::ceil_div(units, warps))), dim3(static_cast<unsigned>(32 * warps))};
@@ -222,7 +221,7 @@ at::Tensor cuda_decode_step(const at::Tensor& x, at::Tensor& k_cache, at::Tensor
         slicing.rows_per_slice, slicing.slices, 1.f / sqrtf(static_cast<float>(dh))};
     if (batched) {
       constexpr int kRows = kBatchedRowsAWarp<scalar_t>;
-      const RowBlocks in = batched_row_blocks(3 * e, kRows), out_rows = batched_row_blocks(e, kRows);
+      const RowBlocks in = batched_row_blocks(3 * e, kRows, sms), out_rows = batched_row_blocks(e, kRows, sms);
       const auto in_kernel = in_projection_batched_kernel<kRows, scalar_t>;
       const auto out_kernel = out_projection_batched_kernel<kRows, scalar_t>;
       allow_shared_bytes(reinterpret_cast<const void*>(in_kernel), staged);

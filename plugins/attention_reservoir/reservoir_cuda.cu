@@ -252,9 +252,8 @@ __global__ void __launch_bounds__(kSliceThreads, slice_blocks_per_sm(kMany)) att
   const int64_t begin = s * a.rows_per_slice, end = begin + a.rows_per_slice < a.n ? begin + a.rows_per_slice : a.n;
   const float* x_next = a.x_next + b * a.n;
   float* partials = a.partials + (b * a.heads + h) * a.slices * (2 + a.dh);
-  attend_slice<kMany>(sh, a.q + b * a.e + h * a.dh, a.ek + h * a.dh, a.ev + h * a.dh, a.e, begin,
-                                        end, /*ready=*/end, a.dh, a.scale, [x_next](int64_t r) { return x_next[r]; },
-                                        partials + s * (2 + a.dh));
+  attend_slice<kMany>(sh, a.q + b * a.e + h * a.dh, a.ek + h * a.dh, a.ev + h * a.dh, a.e, begin, end,
+                      /*ready=*/end, a.dh, a.scale, [x_next](int64_t r) { return x_next[r]; }, partials + s * (2 + a.dh));
   // The previous kernel was the old state's only reader, so it can be overwritten now.
   if (h == 0) {
     for (int64_t r = begin + threadIdx.x; r < end; r += blockDim.x) a.x[b * a.n + r] = x_next[r];
