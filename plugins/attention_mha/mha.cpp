@@ -151,8 +151,8 @@ class MultiheadAttention final : public attnbench::Attention {
         cache.position = at::full({1}, cache.length, x_t.options().dtype(at::kLong));
       }
       ensure_capacity(cache, cache.length + 1);
-      at::Tensor out = attnbench::mha::cuda_decode_step(x_t.contiguous(), cache.k, cache.v, cache.position, cuda_weights_,
-                                                        cache.cuda, cuda_graphs_);
+      at::Tensor out = attnbench::mha::cuda_decode_step(x_t.contiguous(), cache.k, cache.v, cache.position,
+                                                        cache.length + 1, cuda_weights_, cache.cuda, cuda_graphs_);
       cache.length += 1;  // host-side twin of the position the kernels advanced
       return out;
     }

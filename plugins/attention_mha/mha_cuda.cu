@@ -189,22 +189,29 @@ RowBlocks batched_row_blocks(int64_t rows, int rows_a_warp, int64_t sms) {
 }  // namespace
 
 at::Tensor cuda_decode_step(const at::Tensor& x, at::Tensor& k_cache, at::Tensor& v_cache, at::Tensor& position,
-                            const CudaWeights& w, CudaDecodeScratch& scratch, bool graph) {
+                            int64_t filled, const CudaWeights& w, CudaDecodeScratch& scratch, bool graph) {
   const int64_t batch = x.size(0), e = x.size(1), capacity = k_cache.size(1), heads = w.heads, dh = e / heads;
   TORCH_CHECK(x.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous(), "mha cuda_decode_step: contiguous inputs");
+  TORCH_CHECK(filled >= 1 && filled <= capacity, "mha cuda_decode_step: ", filled, " tokens in a cache of ", capacity);
   const c10::cuda::CUDAGuard guard(x.device());
   const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const attnbench::cuda::Slicing slicing = attnbench::cuda::slicing_for(capacity, batch * heads, sms);
+  // Slices cover the filled rows, not the capacity: a token's blocks and its merge grow with the cache
+  // it attends over. Sized by capacity, a half-filled cache of 4096 ran half its blocks empty, and a
+  // short stream in a large max_len paid for the whole length.
+  const attnbench::cuda::Slicing slicing = attnbench::cuda::slicing_for(filled, batch * heads, sms);
   const size_t shared = attnbench::cuda::slice_shared_bytes(slicing.rows_per_slice, slicing.slices);
-  TORCH_CHECK(static_cast<int64_t>(shared) <= kMaxSharedBytes, "mha: a KV cache of ", capacity,
-              " tokens is too large for the CUDA step; lower attention.params.max_len");
+  TORCH_CHECK(static_cast<int64_t>(shared) <= kMaxSharedBytes, "mha: a KV cache of ", filled,
+              " tokens is too large for the CUDA step; stream fewer tokens or lower attention.params.max_len");
   if (!scratch.query.defined() || scratch.query.size(0) != batch || scratch.query.scalar_type() != x.scalar_type()) {
     scratch.query = at::empty({batch, e}, x.options());
     scratch.attended = at::empty({batch, e}, x.options());
     scratch.arrivals = at::zeros({batch, heads}, x.options().dtype(at::kInt));
   }
-  if (!scratch.partials.defined() || scratch.partials.size(0) != batch || scratch.partials.size(2) != slicing.slices) {
-    scratch.partials = at::empty({batch, heads, slicing.slices, 2 + dh}, x.options().dtype(at::kFloat));
+  // Grown, never shrunk: the slice count changes as the cache fills, and a new buffer is a new pointer
+  // in the graph.
+  const int64_t partial_floats = batch * heads * slicing.slices * (2 + dh);
+  if (!scratch.partials.defined() || scratch.partials.numel() < partial_floats) {
+    scratch.partials = at::empty({partial_floats}, x.options().dtype(at::kFloat));
   }
   at::Tensor out = at::empty({batch, e}, x.options());
   const int64_t staged = batch * e * static_cast<int64_t>(x.element_size());

@@ -20,11 +20,12 @@ struct CudaDecodeScratch {
 };
 
 // One token per sequence: x (B, E); k_cache, v_cache (B, capacity, E); position: one int64 on the
-// device, the number of cached tokens. Appends the token's key and value at `position`, attends over
-// positions 0..position, applies out_proj and advances `position`. Nothing depends on the fill on the
-// host side, so the launches replay as one CUDA graph (when `graph`) until the cache is reallocated.
+// device, the number of cached tokens; filled: position + 1, the host's count of the tokens attended
+// over, which sizes the attention's slices. Appends the token's key and value at `position`, attends
+// over positions 0..position, applies out_proj and advances `position`. The launches replay as one CUDA
+// graph (when `graph`), its nodes updated in place as pointers and slices change.
 at::Tensor cuda_decode_step(const at::Tensor& x, at::Tensor& k_cache, at::Tensor& v_cache, at::Tensor& position,
-                            const CudaWeights& w, CudaDecodeScratch& scratch, bool graph);
+                            int64_t filled, const CudaWeights& w, CudaDecodeScratch& scratch, bool graph);
 
 }  // namespace attnbench::mha
 #endif

@@ -97,23 +97,26 @@ TEST_P(Cuda, BatchesStepAsForwardAndAsEachSequenceAlone) {
 // a thread loads ahead (8 heads, which share one wave of blocks); slices of more rows than a group of a
 // warp for each warp (17000 cached tokens: 67 a slice); and sequences x heads beyond one wave of the
 // build for few blocks (40 x 16, for any GPU of under 320 multiprocessors), which takes the build for
-// many blocks.
+// many blocks. MHA's slices follow the filled part of its cache, so also a short stream in a cache
+// fixed at 20000 tokens (max_len).
 TEST_P(Cuda, SliceShapesStepAsForward) {
   const c10::Device cuda(c10::kCUDA, 0);
   const bool mha = GetParam() == "mha";
   struct Shape {
-    int64_t e, heads, batch, tokens;
+    int64_t e, heads, batch, tokens, max_len = 0;
   };
   std::vector<Shape> shapes = {{64, 1, 1, 1100}, {512, 1, 1, 1100}, {256, 8, 1, 1100}, {64, 16, 40, 1100}};
-  if (mha) shapes.push_back({64, 1, 1, 17000});
+  if (mha) shapes.insert(shapes.end(), {{64, 1, 1, 17000}, {64, 4, 2, 300, 20000}});
   for (const Shape& s : shapes) {
     Params p = params_for(GetParam(), true);
     p.set("heads", s.heads);
+    if (s.max_len > 0) p.set("max_len", s.max_len);
     if (!mha) p.set("res_size", int64_t{2048});
     auto layer = layer_on(GetParam(), p, cuda, at::kFloat, s.e);
     at::Tensor x = at::randn({mha ? s.tokens : 40, s.batch, s.e}).to(cuda);
     EXPECT_LT(rel(attnbench::run_steps(*layer, x), attnbench::run_full(*layer, x)), 1e-6)
-        << "embed_dim " << s.e << ", heads " << s.heads << ", batch " << s.batch << ", tokens " << x.size(0);
+        << "embed_dim " << s.e << ", heads " << s.heads << ", batch " << s.batch << ", tokens " << x.size(0)
+        << ", max_len " << s.max_len;
   }
 }
 
