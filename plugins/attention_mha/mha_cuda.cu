@@ -216,8 +216,7 @@ at::Tensor cuda_decode_step(const at::Tensor& x, at::Tensor& k_cache, at::Tensor
   at::Tensor out = at::empty({batch, e}, x.options());
   const int64_t staged = batch * e * static_cast<int64_t>(x.element_size());
   const bool batched = batch >= kMinBatchedRows && batch <= kMaxRowBatch && e % 8 == 0 && staged <= kMaxSharedBytes;
-  // The batched kernels copy the token in 16-byte words; a view that starts elsewhere is copied first.
-  const at::Tensor token = !batched || reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0 ? x : x.clone();
+  const at::Tensor token = batched ? attnbench::cuda::aligned16_or_copy(x) : x;  // the batched kernels read 16-byte words
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "mha_decode", [&] {
     const DecodeArgs<scalar_t> a{
         token.data_ptr<scalar_t>(), w.in_proj_weight.data_ptr<scalar_t>(), w.in_proj_bias.data_ptr<scalar_t>(),

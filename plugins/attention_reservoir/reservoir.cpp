@@ -205,15 +205,12 @@ class ReservoirAttention final : public attnbench::Attention {
       }
     };
     add({&win_bias_, &win_input_, &input_proj_dev_, &ev_dev_});
+    bool fused = false;
 #ifdef ATTNBENCH_WITH_CUDA
-    if (device_.is_cuda() && attnbench::reservoir::fused_step_applies(cuda_weights_, batch)) {
-      add({&cuda_weights_.folded_keys});  // the fused step scores from these instead of Wq and Ek
-    } else {
-      add({&query_proj_dev_, &ek_dev_});
-    }
-#else
-    add({&query_proj_dev_, &ek_dev_});
+    fused = device_.is_cuda() && attnbench::reservoir::fused_step_applies(cuda_weights_, batch);
+    if (fused) add({&cuda_weights_.folded_keys});  // the fused step scores from these instead of Wq and Ek
 #endif
+    if (!fused) add({&query_proj_dev_, &ek_dev_});
     const int64_t state_bytes = s.x.nbytes();
     return {weights + state_bytes + batch * embed_dim_ * element, state_bytes + batch * embed_dim_ * element};
   }

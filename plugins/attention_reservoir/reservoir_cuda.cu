@@ -665,8 +665,7 @@ at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& 
   }
   const FusedShape& f = scratch.fused;
   if (f.blocks > 0) {
-    // The kernel copies the token in 16-byte words; a view that starts elsewhere is copied first.
-    const at::Tensor token = reinterpret_cast<uintptr_t>(u.data_ptr()) % 16 == 0 ? u : u.clone();
+    const at::Tensor token = attnbench::cuda::aligned16_or_copy(u);  // the kernel reads 16-byte words
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "reservoir_fused_step", [&] {
       const FusedArgs<scalar_t> a{
           token.data_ptr<scalar_t>(), w.win_bias.data_ptr<scalar_t>(), w.win_input.data_ptr<scalar_t>(),
