@@ -200,8 +200,8 @@ at::Tensor cuda_decode_step(const at::Tensor& x, at::Tensor& k_cache, at::Tensor
   // short stream in a large max_len paid for the whole length.
   const attnbench::cuda::Slicing slicing = attnbench::cuda::slicing_for(filled, batch * heads, sms);
   const size_t shared = attnbench::cuda::slice_shared_bytes(slicing.rows_per_slice, slicing.slices);
-  TORCH_CHECK(static_cast<int64_t>(shared) <= kMaxSharedBytes, "mha: a KV cache of ", filled,
-              " tokens is too large for the CUDA step; stream fewer tokens or lower attention.params.max_len");
+  TORCH_CHECK(static_cast<int64_t>(shared) <= kMaxSharedBytes, "mha: attention over ", filled,
+              " cached tokens is too large for the CUDA step; stream fewer tokens (data.seq_len)");
   if (!scratch.query.defined() || scratch.query.size(0) != batch || scratch.query.scalar_type() != x.scalar_type()) {
     scratch.query = at::empty({batch, e}, x.options());
     scratch.attended = at::empty({batch, e}, x.options());
