@@ -11,7 +11,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <type_traits>
+#include <utility>
 
 namespace attnbench::cuda {
 
@@ -467,11 +470,20 @@ __device__ inline SliceShared slice_shared(float* base, int64_t rows_per_slice, 
   return {base, base + rows_per_slice, base + rows_per_slice + 2 * slices};
 }
 
-// Lets `kernel` take `bytes` of dynamic shared memory; past 48 KB a kernel must opt in.
+// Lets `kernel` take `bytes` of dynamic shared memory on the current device; past 48 KB a kernel must
+// opt in. Every streamed token asks, so the largest opt-in made is kept per device and kernel and the
+// driver is called only to raise it.
 inline void allow_shared_bytes(const void* kernel, size_t bytes) {
-  if (bytes > 48 * 1024) {
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-  }
+  if (bytes <= 48 * 1024) return;
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  static std::mutex mutex;
+  static std::map<std::pair<int, const void*>, size_t> allowed;
+  const std::lock_guard<std::mutex> lock(mutex);
+  size_t& largest = allowed[{device, kernel}];
+  if (bytes <= largest) return;
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  largest = bytes;
 }
 
 // The build of a slice kernel that `grid` takes on a device of `sms` multiprocessors, allowed `bytes`
