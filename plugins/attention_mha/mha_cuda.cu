@@ -32,6 +32,7 @@ using attnbench::cuda::slice_block;
 using attnbench::cuda::slice_blocks_per_sm;
 using attnbench::cuda::slice_grid;
 using attnbench::cuda::slice_kernel_for;
+using attnbench::cuda::SliceKeys;
 using attnbench::cuda::SliceShared;
 using attnbench::cuda::stage_async;
 using attnbench::cuda::start_next_kernel;
@@ -93,9 +94,9 @@ __global__ void __launch_bounds__(kSliceThreads, slice_blocks_per_sm(kMany)) att
   float* partials = a.partials + (b * a.heads + h) * a.slices * (2 + a.dh);
   start_next_kernel();  // out_projection_kernel fetches its weights meanwhile
   // Rows before `position` were cached by earlier tokens; row `position` is the previous kernel's.
-  attend_slice<kMany>(sh, a.q + b * a.e + h * a.dh, a.k_cache + cache_offset,
-                                        a.v_cache + cache_offset, a.e, begin, end, /*ready=*/position, a.dh, a.scale,
-                                        [](int64_t) { return 1.f; }, partials + s * (2 + a.dh));
+  attend_slice<kMany>(sh, a.q + b * a.e + h * a.dh, SliceKeys<T>{a.k_cache + cache_offset, a.e, a.dh},
+                      a.v_cache + cache_offset, a.e, begin, end, /*ready=*/position, a.dh, a.scale,
+                      [](int64_t) { return 1.f; }, partials + s * (2 + a.dh));
   merge_slices(sh, partials, a.slices, a.dh, a.arrivals + b * a.heads + h, a.attended + b * a.e + h * a.dh);
 }
 

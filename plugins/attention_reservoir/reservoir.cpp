@@ -191,8 +191,9 @@ class ReservoirAttention final : public attnbench::Attention {
     return forward(u_t.unsqueeze(0), state).squeeze(0);
   }
 
-  // A step reads every weight (W as CSR: values, 64-bit indices and row offsets; on the fused CUDA step
-  // the folded keys in place of Wq and Ek), the token and the state; it writes the state and its output.
+  // A step reads every weight (W as CSR: values, 64-bit indices and row offsets; on the fused CUDA step,
+  // and the split one where it folds, the folded keys in place of Wq and Ek), the token and the state; it
+  // writes the state and its output.
   // Nothing depends on how many tokens came before.
   attnbench::StepTraffic step_traffic(const attnbench::State& state) const override {
     const auto& s = attnbench::state_cast<ReservoirState>(state);
@@ -205,12 +206,13 @@ class ReservoirAttention final : public attnbench::Attention {
       }
     };
     add({&win_bias_, &win_input_, &input_proj_dev_, &ev_dev_});
-    bool fused = false;
+    bool folded = false;
 #ifdef ATTNBENCH_WITH_CUDA
-    fused = device_.is_cuda() && attnbench::reservoir::fused_step_applies(cuda_weights_, batch);
-    if (fused) add({&cuda_weights_.folded_keys});  // the fused step scores from these instead of Wq and Ek
+    folded = device_.is_cuda() && (attnbench::reservoir::fused_step_applies(cuda_weights_, batch) ||
+                                  attnbench::reservoir::split_step_folds(cuda_weights_, size_, embed_dim_, batch));
+    if (folded) add({&cuda_weights_.folded_keys});  // scores from these instead of Wq and Ek
 #endif
-    if (!fused) add({&query_proj_dev_, &ek_dev_});
+    if (!folded) add({&query_proj_dev_, &ek_dev_});
     const int64_t state_bytes = s.x.nbytes();
     return {weights + state_bytes + batch * embed_dim_ * element, state_bytes + batch * embed_dim_ * element};
   }

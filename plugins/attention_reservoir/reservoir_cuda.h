@@ -17,7 +17,7 @@ void cuda_recurrence(const at::Tensor& pre, at::Tensor& x, at::Tensor& states, c
 struct CudaStepWeights {
   at::Tensor input_proj;                          // (in_size, E), undefined when in_size == E
   at::Tensor win_bias, win_input, query, ek, ev;  // (N), (N, in_size), (E, E), (N, E), (N, E); compute dtype
-  at::Tensor folded_keys;                         // (H, N, E) float32, fold_query_into_keys; enables the fused step
+  at::Tensor folded_keys;                         // (H, N, E) float32, fold_query_into_keys; the fused step, split_step_folds
   at::Tensor indptr, indices, values;             // W in CSR
   int64_t heads = 0;
   double leak = 0;
@@ -34,6 +34,12 @@ at::Tensor fold_query_into_keys(const at::Tensor& query, const at::Tensor& ek, i
 // split one: its size, and folded keys (made only for layers without an input projection whose shape
 // fused_step_fits). The kernel's shared memory and residency are checked on the first step.
 bool fused_step_applies(const CudaStepWeights& w, int64_t batch);
+
+// Whether the split step (batches the fused step does not take) scores u against the folded keys, so
+// that its attention scores before waiting for the recurrence: where they are no more to read than Wq
+// and Ek together (H N E <= E E + N E: N up to 256 at E = 768 and 4 heads) and the attention's grid
+// takes the build for few blocks, which has the registers to score before its wait.
+bool split_step_folds(const CudaStepWeights& w, int64_t n, int64_t e, int64_t batch);
 
 // How the fused step splits the state's rows over blocks; blocks == 0: it does not apply.
 struct FusedShape {

@@ -2,8 +2,9 @@
 // forward on CUDA with and without CUDA graphs, CUDA outputs equal the CPU's for the same weights, AMP
 // (fp16) stays within 1e-3 relative of fp32, batches of 4 to 17 (the reservoir's fused step, MHA's
 // batched projections) step as forward and as each sequence alone, attention steps as forward for
-// every shape of its slices and for wide heads, and the reservoir's other kernels (input projection,
-// a W too large for one block's shared memory) match the CPU too.
+// every shape of its slices and for wide heads, the reservoir's other kernels (input projection, a W
+// too large for one block's shared memory) match the CPU too, and so does its split step where it
+// scores from the folded keys (whose bytes its declared traffic then counts).
 #include "conformance/helpers.h"
 #include "measure/device.h"
 
@@ -137,5 +138,34 @@ TEST(CudaReservoir, InputProjectionAndLargeReservoirMatchTheCpu) {
     at::Tensor full = attnbench::run_full(*gpu, x.cuda());
     EXPECT_LT(rel(full, attnbench::run_full(*cpu, x)), 1e-5);
     EXPECT_LT(rel(attnbench::run_steps(*gpu, x.cuda()), full), 1e-6);
+  }
+}
+
+// At most E / (H - 1) reservoir rows (48 at E = 64, 2 heads): the split step (batch 1 to 3) scores the
+// token against the folded keys before it waits for the recurrence.
+TEST(CudaReservoir, SplitStepWithFoldedKeysStepsAsForward) {
+  if (!attnbench::cuda_available()) GTEST_SKIP() << attnbench::cuda_unavailable_reason();
+  const c10::Device cuda(c10::kCUDA, 0);
+  const int64_t heads = 2, n = 48;
+  Params p = params_for("reservoir", true);
+  p.set("heads", heads);
+  p.set("res_size", n);
+  p.set("density", 0.2);  // at 0.01, 48 rows hold a W of spectral radius 0
+  for (int64_t batch : {1, 3}) {
+    at::Tensor x = at::randn({40, batch, kE});
+    auto cpu = layer_on("reservoir", p, c10::kCPU);
+    auto gpu = layer_on("reservoir", p, cuda);
+    const at::Tensor steps = attnbench::run_steps(*gpu, x.cuda());
+    EXPECT_LT(rel(steps, attnbench::run_full(*gpu, x.cuda())), 1e-6) << "batch " << batch;
+    EXPECT_LT(rel(steps, attnbench::run_steps(*cpu, x)), 1e-5) << "batch " << batch;
+    auto half = layer_on("reservoir", p, cuda, at::kHalf);
+    const at::Tensor x_half = x.to(cuda, at::kHalf);
+    EXPECT_LT(rel(attnbench::run_steps(*half, x_half), attnbench::run_full(*half, x_half)), 1e-3) << "batch " << batch;
+    // Win and its bias, Ev, the folded keys (H N E floats, not Wq's E E and Ek's N E), W in CSR; the state
+    // and the token.
+    const int64_t nnz = std::get<int64_t>(gpu->info().details.items().at("nnz"));
+    const int64_t weights = (n * kE + n + kE * n + heads * n * kE) * 4 + nnz * 12 + (n + 1) * 8;
+    EXPECT_EQ(gpu->step_traffic(*gpu->init_state(batch)).read_bytes, weights + batch * n * 4 + batch * kE * 4)
+        << "batch " << batch;
   }
 }

@@ -244,6 +244,10 @@ constexpr int slice_blocks_per_sm(bool many) { return many ? 4 : 2; }
 // warp_dot's loads a lane holds at once when a slice kernel scores a row at a time: few enough for the
 // 64 registers of the build for many blocks, and for the groups' registers in the other.
 constexpr int kSliceDotChunks = 2;
+// The same where a slice scores before its wait (kQueryReady), with no values held yet: a row of 768
+// floats in one trip. H100, RA's folded keys at batch 1, each against the same base (11.4-11.6 us a
+// token) in its own run: 2 chunks 11.1-11.6 us, 6 chunks 10.9-11.0.
+constexpr int kReadyDotChunks = 6;
 
 // Attention of one query over keys split into slices, one slice per block ("flash decoding"): a
 // streamed token's attention is too little work for one block per head to be anything but latency,
@@ -308,48 +312,69 @@ __device__ __forceinline__ float group_scores(const uint4* query, const T* keys,
   return warp_sum_each<kGroupRows>(sums);
 }
 
-// Rows [begin, end) of `keys`/`values` (row r at r * stride) against `query` (dh); an empty slice
-// writes m = -inf, sum 0. partial: 2 + dh floats. Rows before `ready` are not written by the previous
-// kernel of the chain, so they are fetched before waiting for it; the query, the rows from `ready` on
-// and row_scale(r), a factor on row r's weight, are read after. kMany: the build for many blocks.
-template <bool kMany, typename Q, typename T, typename RowScale>
-__device__ void attend_slice(const SliceShared& sh, const Q* query, const T* keys, const T* values, int64_t stride,
-                             int64_t begin, int64_t end, int64_t ready, int64_t dh, float scale, RowScale row_scale,
-                             float* partial) {
+// The keys a slice scores: row r at rows + r * stride, `len` elements, as long as the query.
+template <typename K>
+struct SliceKeys {
+  const K* rows;
+  int64_t stride, len;
+};
+
+// Rows [begin, end) of `keys` against `query`, weighting `values` (row r at r * stride, dh of them); an
+// empty slice writes m = -inf, sum 0. partial: 2 + dh floats. Rows before `ready` are not written by
+// the previous kernel of the chain, so they are fetched before waiting for it; the rows from `ready`
+// on and row_scale(r), a factor on row r's weight, are read after, and so is the query unless
+// kQueryReady: then the query and keys are not the previous kernel's either, and the scores and their
+// softmax are done before the wait, leaving only the row scales and the weighted values after it.
+// kMany: the build for many blocks.
+template <bool kMany, bool kQueryReady = false, typename Q, typename K, typename T, typename RowScale>
+__device__ void attend_slice(const SliceShared& sh, const Q* query, const SliceKeys<K>& keys, const T* values,
+                             int64_t stride, int64_t begin, int64_t end, int64_t ready, int64_t dh, float scale,
+                             RowScale row_scale, float* partial) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int64_t rows = end > begin ? end - begin : 0, early_rows = ready - begin < rows ? ready - begin : rows;
   const int64_t column = threadIdx.x;  // the first column this thread sums; its first rows load early
+  const K* slice_keys = keys.rows + begin * keys.stride;
   for (int64_t i = warp; i < early_rows; i += warps) {
-    warp_prefetch(keys + (begin + i) * stride, dh * sizeof(T));
+    warp_prefetch(slice_keys + i * keys.stride, keys.len * sizeof(K));
     // Values past a thread's first kEarly rows too, in the slices of up to kMaxSliceRows that fill one
     // wave of the build for few blocks. (In the other build, with more blocks an SM sharing L1, this
     // slowed MHA at L = 16384 from 45.7 to 47.2 us a token on the H100.)
     if (!kMany && i >= kEarly) warp_prefetch(values + (begin + i) * stride, dh * sizeof(T));
   }
+  // A thread's first kEarly values: rows before `ready` are loaded before the wait, the rest after it.
   T early[kEarly];
+  auto load_ready = [&] {
 #pragma unroll
-  for (int i = 0; i < kEarly; ++i) {
-    if (column < dh && i < early_rows) early[i] = values[(begin + i) * stride + column];
-  }
-  wait_for_previous_kernel();
+    for (int i = 0; i < kEarly; ++i) {
+      if (column < dh && i < early_rows) early[i] = values[(begin + i) * stride + column];
+    }
+  };
+  auto load_rest = [&] {
 #pragma unroll
-  for (int i = 0; i < kEarly; ++i) {
-    if (column < dh && i >= early_rows && i < rows) early[i] = values[(begin + i) * stride + column];
+    for (int i = 0; i < kEarly; ++i) {
+      if (column < dh && i >= early_rows && i < rows) early[i] = values[(begin + i) * stride + column];
+    }
+  };
+  float own_scale = 0.f;
+  if constexpr (!kQueryReady) {
+    load_ready();
+    wait_for_previous_kernel();
+    load_rest();
+    // This thread's row scale is read with the query, not after the softmax.
+    own_scale = threadIdx.x < rows ? row_scale(begin + threadIdx.x) : 0.f;
   }
-  // This thread's row scale is read with the query, not after the softmax.
-  const float own_scale = threadIdx.x < rows ? row_scale(begin + threadIdx.x) : 0.f;
   bool grouped = false;
-  if constexpr (!kMany && std::is_same_v<Q, T>) {
-    if (groups_fit(query, keys + begin * stride, stride, dh)) {
+  if constexpr (!kMany && std::is_same_v<Q, K>) {
+    if (groups_fit(query, slice_keys, keys.stride, keys.len)) {
       grouped = true;
-      uint4 query_words[kGroupWords<T>];
+      uint4 query_words[kGroupWords<K>];
 #pragma unroll
-      for (int w = 0; w < kGroupWords<T>; ++w) {
+      for (int w = 0; w < kGroupWords<K>; ++w) {
         const int word = w * 32 + lane;
-        if (word * (16 / static_cast<int>(sizeof(T))) < dh) query_words[w] = reinterpret_cast<const uint4*>(query)[word];
+        if (word * (16 / static_cast<int>(sizeof(K))) < keys.len) query_words[w] = reinterpret_cast<const uint4*>(query)[word];
       }
       for (int64_t first = warp; first < rows; first += kGroupRows * warps) {
-        const float s = group_scores(query_words, keys + begin * stride, stride, first, warps, rows, dh);
+        const float s = group_scores(query_words, slice_keys, keys.stride, first, warps, rows, keys.len);
         const int64_t i = first + lane / (32 / kGroupRows) * warps;
         if (lane % (32 / kGroupRows) == 0 && i < rows) sh.scores[i] = s * scale;
       }
@@ -357,7 +382,8 @@ __device__ void attend_slice(const SliceShared& sh, const Q* query, const T* key
   }
   if (!grouped) {
     for (int64_t i = warp; i < rows; i += warps) {
-      const float s = warp_dot<kSliceDotChunks>(query, keys + (begin + i) * stride, dh);
+      constexpr int kChunks = kQueryReady ? kReadyDotChunks : kSliceDotChunks;
+      const float s = warp_dot<kChunks>(query, slice_keys + i * keys.stride, keys.len);
       if (lane == 0) sh.scores[i] = s * scale;
     }
   }
@@ -369,9 +395,20 @@ __device__ void attend_slice(const SliceShared& sh, const Q* query, const T* key
   for (int64_t i = threadIdx.x; i < rows; i += blockDim.x) {
     const float p = expf(sh.scores[i] - m);
     total += p;
-    sh.scores[i] = p * (i == threadIdx.x ? own_scale : row_scale(begin + i));
+    sh.scores[i] = kQueryReady ? p : p * (i == threadIdx.x ? own_scale : row_scale(begin + i));
   }
   total = block_reduce<false>(total, sh.scratch);  // its barriers also publish the weights
+  if constexpr (kQueryReady) {
+    // The values after the scores, which then hold fewer registers.
+    load_ready();
+    wait_for_previous_kernel();
+    load_rest();
+    own_scale = threadIdx.x < rows ? row_scale(begin + threadIdx.x) : 0.f;
+    for (int64_t i = threadIdx.x; i < rows; i += blockDim.x) {
+      sh.scores[i] *= i == threadIdx.x ? own_scale : row_scale(begin + i);
+    }
+    __syncthreads();
+  }
   for (int64_t d = column; d < dh; d += blockDim.x) {
     float acc = 0.f;
     int64_t i = 0;
@@ -486,12 +523,15 @@ inline void allow_shared_bytes(const void* kernel, size_t bytes) {
   largest = bytes;
 }
 
+// Whether a slice kernel's `grid` takes the build for many blocks on a device of `sms` multiprocessors.
+inline bool takes_many_blocks(dim3 grid, int sms) {
+  return static_cast<int64_t>(grid.x) * grid.y > int64_t{slice_blocks_per_sm(false)} * sms;
+}
 // The build of a slice kernel that `grid` takes on a device of `sms` multiprocessors, allowed `bytes`
 // of dynamic shared memory.
 template <typename Kernel>
 Kernel slice_kernel_for(dim3 grid, int sms, Kernel few_blocks, Kernel many_blocks, size_t bytes) {
-  const bool many = static_cast<int64_t>(grid.x) * grid.y > int64_t{slice_blocks_per_sm(false)} * sms;
-  const Kernel kernel = many ? many_blocks : few_blocks;
+  const Kernel kernel = takes_many_blocks(grid, sms) ? many_blocks : few_blocks;
   allow_shared_bytes(reinterpret_cast<const void*>(kernel), bytes);
   return kernel;
 }
