@@ -9,14 +9,7 @@
 #include <cstdio>
 #include <vector>
 
-#define CHECK(x)                                                                 \
-  do {                                                                           \
-    cudaError_t status_ = (x);                                                   \
-    if (status_ != cudaSuccess) {                                                \
-      std::printf("%s: %s\n", #x, cudaGetErrorString(status_));                  \
-      return 1;                                                                  \
-    }                                                                            \
-  } while (0)
+#include "check.h"
 
 __global__ void empty_kernel(int* p) {
   if (p && threadIdx.x == 0 && blockIdx.x == 0) atomicAdd(p, 1);

@@ -18,14 +18,8 @@
 #include <cstdio>
 #include <vector>
 
-#define CHECK(x)                                                          \
-  do {                                                                    \
-    cudaError_t status_ = (x);                                            \
-    if (status_ != cudaSuccess) {                                         \
-      std::printf("%s: %s\n", #x, cudaGetErrorString(status_));           \
-      return 1;                                                           \
-    }                                                                     \
-  } while (0)
+#include "check.h"
+
 #define CHECK_CU(x)                                                       \
   do {                                                                    \
     CUresult status_ = (x);                                               \
