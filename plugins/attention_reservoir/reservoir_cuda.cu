@@ -618,11 +618,18 @@ bool fused_step_fits(int64_t n, int64_t e, int64_t heads) {
   return heads * n * e < (int64_t{1} << 31) && e % 8 == 0 && (e / heads) % 4 == 0;
 }
 
+namespace {
+
+// split_step_folds, given the attention's grid.
+bool folds_with(const CudaStepWeights& w, int64_t n, int64_t e, dim3 grid, int sms) {
+  return w.folded_keys.defined() && w.heads * n <= e + n && !attnbench::cuda::takes_many_blocks(grid, sms);
+}
+
+}  // namespace
+
 bool split_step_folds(const CudaStepWeights& w, int64_t n, int64_t e, int64_t batch) {
-  if (!w.folded_keys.defined() || w.heads * n > e + n) return false;
   const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const dim3 grid = slice_grid(w.heads, attnbench::cuda::slicing_for(n, batch * w.heads, sms), batch);
-  return !attnbench::cuda::takes_many_blocks(grid, sms);
+  return folds_with(w, n, e, slice_grid(w.heads, attnbench::cuda::slicing_for(n, batch * w.heads, sms), batch), sms);
 }
 
 at::Tensor fold_query_into_keys(const at::Tensor& query, const at::Tensor& ek, int64_t heads) {
@@ -712,7 +719,7 @@ at::Tensor cuda_step(const at::Tensor& u, at::Tensor& x, const CudaStepWeights& 
   const size_t shared = attnbench::cuda::slice_shared_bytes(slicing.rows_per_slice, slicing.slices);
   TORCH_CHECK(static_cast<int64_t>(shared) <= kMaxSharedBytes, "reservoir: res_size ", n, " is too large for the CUDA step");
   const dim3 grid = slice_grid(heads, slicing, batch);
-  const bool folded = split_step_folds(w, n, e, batch);
+  const bool folded = folds_with(w, n, e, grid, sms);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "reservoir_step", [&] {
     auto ptr = [](const at::Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
     const StepArgs<scalar_t> a{
